@@ -1,0 +1,696 @@
+"""POP-ROK: 5,378 stereo 16-bit 44.1 kHz WAV loops of pop-rock drumming, with their MIDI drum notes.
+
+The dataset builder for the two Zenodo archives of record 14038284 (CC BY 4.0, WaivOps / Patchbanks),
+read top to bottom: constants, file-name and label grammar, configs, features, splits, generation,
+then the one-liner, the synthetic sample and the command line (``python pop_rok.py --help``).
+
+    builder = PopRok(config_name="default")          # or "labels": no audio, 210 KB download
+    builder.download_and_prepare(); ds = builder.as_dataset(split="train")
+    stream = PopRok().as_streaming_dataset(split="train")  # never downloads the 12.6 GB archive
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import datasets
+
+from wav_header import WavError, read_wav_info
+
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------- constants
+
+_HOMEPAGE = "https://zenodo.org/records/14038284"
+_LICENSE = "cc-by-4.0"
+_DOI = "10.5281/zenodo.14038284"
+_CITATION = """\
+@dataset{waivops_pop_rok_2024,
+  author    = {WaivOps and Patchbanks},
+  title     = {WaivOps POP-ROK: Open Audio Resources for Machine Learning in Music},
+  year      = {2024},
+  publisher = {Zenodo},
+  doi       = {10.5281/zenodo.14038284},
+  url       = {https://doi.org/10.5281/zenodo.14038284}
+}
+"""
+_DESCRIPTION = """\
+POP-ROK: 5,378 stereo 16-bit 44.1 kHz WAV loops of pop-rock drumming (about 24 hours, 100-130 BPM,
+each 8 bars of 4/4), rendered from MIDI by WaivOps / Patchbanks, with the MIDI drum notes each loop
+plays and its tempo. Beats and downbeats are derived from the tempo: the loops are grid-quantised
+renders that start on the downbeat.
+"""
+
+ARCHIVES = {"wav": "pop_rok_drm_id_001_wav.tar.gz", "json": "pop_rok_drm_id_001_json.tar.gz"}
+ZENODO_FILES_URL = "https://zenodo.org/records/14038284/files"
+BASE_URL_ENV = "POP_ROK_BASE_URL"
+
+SAMPLE_RATE = 44100
+CHANNELS = 2
+BITS_PER_SAMPLE = 16
+BEATS_PER_BAR = 4
+BARS_PER_LOOP = 8
+BPM_RANGE = (100, 130)
+
+# The public repository's pop_rok_drm_id_001_labels.json; a key map inside the label archive overrides it.
+KEY_MAP = {
+    36: "Kick",
+    37: "Rimshot",
+    38: "Snare",
+    42: "Closed Hat",
+    44: "Pedal Hat",
+    46: "Open Hat",
+    49: "Crash Cymbal",
+    51: "Ride Cymbal",
+    52: "China Cymbal",
+    53: "Ride Bell Cymbal",
+    55: "Splash Cymbal",
+}
+KEY_MAP_FIELD = "key_map_drum_note_labels"
+
+# {bpm}bpm_{genre}_{subgenre}_drm_id_001_{track:04d}: pop = genre, rok = rock, drm = drums, id 001.
+LOOP_NAME = re.compile(r"(?P<bpm>\d{2,3})bpm_(?P<genre>pop)_(?P<subgenre>rok)_drm_id_001_(?P<track>\d{4})")
+GENRES = {"pop": "pop"}
+SUBGENRES = {"rok": "rock"}
+
+# Label keys beyond "pitch" that become columns; any other key is kept, as JSON, in `extra_labels`.
+TEMPO_KEYS = ("bpm", "tempo")
+OPTIONAL_LABEL_FIELDS = {"style": ("style",), "time_signature": ("time_signature", "timesig", "time_sig")}
+BPM_TOLERANCE = 0.5
+
+
+# ------------------------------------------------------------------------------- names, labels, problems
+
+
+class PopRokError(ValueError):
+    """Input that does not look like POP-ROK: the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class LoopName:
+    name: str
+    bpm: int
+    genre: str
+    subgenre: str
+    track: int
+
+
+def parse_loop_name(name: str) -> LoopName:
+    """Split a loop's base name (``100bpm_pop_rok_drm_id_001_0039``) into its fields."""
+    match = LOOP_NAME.fullmatch(name) if isinstance(name, str) else None
+    if match is None:
+        raise PopRokError(
+            f"{name!r} is not a POP-ROK loop name ({{bpm}}bpm_pop_rok_drm_id_001_{{track:04d}}, "
+            "e.g. 100bpm_pop_rok_drm_id_001_0039)"
+        )
+    return LoopName(
+        name=name,
+        bpm=int(match["bpm"]),
+        genre=GENRES[match["genre"]],
+        subgenre=SUBGENRES[match["subgenre"]],
+        track=int(match["track"]),
+    )
+
+
+@dataclass(frozen=True)
+class Label:
+    notes: tuple[int, ...]
+    bpm: Optional[float]
+    optional: dict  # style / time_signature, where the label carries them
+    extra: dict  # every other key of the label, kept rather than dropped
+    source: str = field(compare=False)  # the label file, for messages
+
+
+def parse_label(name: str, value, source: str) -> Label:
+    """Check one loop's label object (``{"pitch": [36, 38, ...], "bpm": 100, ...}``)."""
+    where = f"{source}: label {name!r}"
+    if not isinstance(value, dict):
+        raise PopRokError(f"{where} is a {type(value).__name__}, not an object with 'pitch'")
+    pitch = value.get("pitch")
+    if not isinstance(pitch, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in pitch):
+        raise PopRokError(f"{where}: 'pitch' must be a list of MIDI note numbers, got {pitch!r}")
+    bpm = None
+    tempo_key = next((k for k in TEMPO_KEYS if k in value), None)
+    if tempo_key is not None:
+        tempo = value[tempo_key]
+        try:
+            bpm = float(tempo)
+        except (TypeError, ValueError):
+            raise PopRokError(f"{where}: tempo {tempo_key!r} must be a number, got {tempo!r}") from None
+    optional = {}
+    for column, keys in OPTIONAL_LABEL_FIELDS.items():
+        key = next((k for k in keys if k in value), None)
+        if key is not None:
+            optional[column] = str(value[key])
+    known = {"pitch", tempo_key, *(k for keys in OPTIONAL_LABEL_FIELDS.values() for k in keys)}
+    extra = {k: v for k, v in value.items() if k not in known}
+    return Label(tuple(sorted(set(pitch))), bpm, optional, extra, source)
+
+
+@dataclass
+class Problems:
+    """Every problem found in the input, by file, so one message can list them all."""
+
+    entries: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, file: str, message: str) -> None:
+        self.entries.append((file, message))
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def report(self) -> str:
+        return "\n".join(f"  - {file}: {message}" for file, message in self.entries)
+
+
+def is_junk(path: str) -> bool:
+    """macOS leftovers and hidden files: never data (``._*`` AppleDouble, ``.DS_Store``, ``__MACOSX/``)."""
+    parts = path.replace("\\", "/").split("/")
+    return "__MACOSX" in parts or parts[-1].startswith(".")
+
+
+@dataclass
+class LabelSet:
+    labels: dict[str, Label] = field(default_factory=dict)
+    key_map: dict[int, str] = field(default_factory=lambda: dict(KEY_MAP))
+    json_files: int = 0
+
+
+def read_labels(members: Iterable[tuple[str, object]], problems: Problems) -> LabelSet:
+    """Collect every loop label and the key map from the JSON files of the label archive.
+
+    Accepts one JSON per loop or one for many, under any folder: each file is an object keyed by loop
+    name, or a bare label named by its file. A file holding ``key_map_drum_note_labels`` is the key map.
+    """
+    found = LabelSet()
+    for path, fileobj in members:
+        if is_junk(path) or not path.lower().endswith(".json"):
+            continue
+        found.json_files += 1
+        try:
+            document = json.loads(fileobj.read())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            problems.add(path, f"malformed JSON ({err})")
+            continue
+        if isinstance(document, dict) and KEY_MAP_FIELD in document:
+            try:
+                found.key_map = parse_key_map(document[KEY_MAP_FIELD])
+            except PopRokError as err:
+                problems.add(path, str(err))
+            continue
+        if isinstance(document, dict) and "pitch" in document:
+            document = {Path(path).stem: document}
+        if not isinstance(document, dict):
+            problems.add(path, f"expected an object keyed by loop name, got a {type(document).__name__}")
+            continue
+        for name, value in document.items():
+            try:
+                label = parse_label(name, value, path)
+            except PopRokError as err:
+                problems.add(path, str(err))
+                continue
+            previous = found.labels.get(name)
+            if previous is not None and previous != label:
+                problems.add(path, f"loop {name!r} is labelled differently in {previous.source}")
+            found.labels.setdefault(name, label)
+    if found.json_files == 0:
+        problems.add("label archive", "holds no JSON file: is it the pop_rok_drm_id_001_json archive?")
+    return found
+
+
+def parse_key_map(entries) -> dict[int, str]:
+    """``[{"note": 36, "label": "Kick"}, ...]`` -> ``{36: "Kick", ...}``."""
+    if not isinstance(entries, list):
+        raise PopRokError(f"{KEY_MAP_FIELD} must be a list of {{note, label}} objects")
+    key_map = {}
+    for entry in entries:
+        if not (isinstance(entry, dict) and isinstance(entry.get("note"), int) and isinstance(entry.get("label"), str)):
+            raise PopRokError(f"{KEY_MAP_FIELD} entry {entry!r} is not {{'note': int, 'label': str}}")
+        key_map[entry["note"]] = entry["label"]
+    return key_map
+
+
+def report_unmatched_labels(labels: LabelSet, wav_names: set[str], problems: Problems) -> None:
+    for name in sorted(set(labels.labels) - wav_names):
+        problems.add(labels.labels[name].source, f"label {name!r} has no WAV in the audio archive")
+
+
+def beat_grid(bpm: float, duration: float) -> tuple[list[float], list[float]]:
+    """Beats and downbeats (seconds) of a grid-quantised loop that starts on the downbeat."""
+    period = 60.0 / bpm
+    count = math.ceil(duration / period - 1e-6)
+    beats = [i * period for i in range(count)]
+    return beats, beats[::BEATS_PER_BAR]
+
+
+# --------------------------------------------------------------------------------------------- configs
+
+
+@dataclass
+class PopRokConfig(datasets.BuilderConfig):
+    """``with_audio`` selects the WAV archive; ``base_url`` names a mirror of the two archive files."""
+
+    with_audio: bool = True
+    base_url: Optional[str] = None
+
+
+# -------------------------------------------------------------------------------------------- features
+
+
+def make_features(with_audio: bool, key_map: dict[int, str], optional_fields: Iterable[str] = ()) -> datasets.Features:
+    """The columns, in order; optional ones only when some label carries them."""
+    columns = {}
+    if with_audio:
+        columns["audio"] = datasets.Audio(sampling_rate=SAMPLE_RATE)
+    columns.update(
+        name=datasets.Value("string"),
+        track=datasets.Value("int32"),
+        bpm=datasets.Value("int32"),
+        genre=datasets.Value("string"),
+        subgenre=datasets.Value("string"),
+        notes=datasets.List(datasets.Value("int32")),
+        instruments=datasets.List(datasets.ClassLabel(names=list(key_map.values()))),
+    )
+    if with_audio:
+        columns.update(
+            duration=datasets.Value("float32"),
+            num_bars=datasets.Value("int32"),
+            beats=datasets.List(datasets.Value("float32")),
+            downbeats=datasets.List(datasets.Value("float32")),
+        )
+    for name in OPTIONAL_LABEL_FIELDS:
+        if name in optional_fields:
+            columns[name] = datasets.Value("string")
+    if "extra_labels" in optional_fields:
+        columns["extra_labels"] = datasets.Value("string")  # JSON of label keys not named above
+    return datasets.Features(columns)
+
+
+# ---------------------------------------------------------------------------------------------- builder
+
+
+class PopRok(datasets.GeneratorBasedBuilder):
+    """POP-ROK drum loops with their MIDI drum notes, tempo and derived beat grid."""
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = PopRokConfig
+    BUILDER_CONFIGS = [
+        PopRokConfig(name="default", with_audio=True, description="Audio and labels, one row per loop."),
+        PopRokConfig(name="labels", with_audio=False, description="Labels only, from the 210 KB label archive."),
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def __init__(self, *args, **kwargs):
+        if os.environ.get(BASE_URL_ENV) and not kwargs.get("base_url"):
+            kwargs["base_url"] = os.environ[BASE_URL_ENV]
+        kwargs.setdefault("hash", _SCRIPT_HASH)  # a changed script never reuses a stale cache
+        super().__init__(*args, **kwargs)
+        if self.config.with_audio:
+            require_audio_stack()
+            # A row holds a 2.6 MB WAV: small writer batches keep memory flat.
+            self._writer_batch_size = kwargs.get("writer_batch_size") or 16
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=_DESCRIPTION,
+            features=make_features(self.config.with_audio, KEY_MAP),
+            homepage=_HOMEPAGE,
+            license=_LICENSE,
+            citation=_CITATION,
+        )
+
+    # ---------------------------------------------------------------------------------------- splits
+
+    def _archive_sources(self) -> dict[str, str]:
+        """Each archive's file or URL, or for an extracted copy in data_dir the folder holding it."""
+        if self.config.data_dir:
+            folder = Path(self.config.data_dir).expanduser()
+            if not folder.is_dir():
+                raise PopRokError(f"data_dir {str(folder)!r} is not a folder")
+            return {kind: str(folder / name) if (folder / name).is_file() else str(folder) for kind, name in ARCHIVES.items()}
+        base = (self.config.base_url or ZENODO_FILES_URL).rstrip("/")
+        suffix = "?download=1" if not self.config.base_url else ""
+        return {kind: f"{base}/{name}{suffix}" for kind, name in ARCHIVES.items()}
+
+    def _split_generators(self, dl_manager):
+        sources = self._archive_sources()
+        problems = Problems()
+        labels = read_labels(self._members(dl_manager, sources["json"], ".json"), problems)
+        if problems:
+            raise PopRokError(f"The label archive has problems:\n{problems.report()}")
+        optional = {column for label in labels.labels.values() for column in label.optional}
+        if any(label.extra for label in labels.labels.values()):
+            optional.add("extra_labels")
+        self.info.features = make_features(self.config.with_audio, labels.key_map, optional)
+        gen_kwargs = {"labels": labels}
+        if self.config.with_audio:
+            wav_source = sources["wav"]
+            if Path(wav_source).is_dir():  # extracted: one shard per file, so num_proc can split the work
+                gen_kwargs["wav_files"] = sorted(_walk(wav_source, ".wav"))
+                report_unmatched_labels(labels, {Path(p).stem for p in gen_kwargs["wav_files"]}, problems)
+                if problems:
+                    raise PopRokError(f"The extracted POP-ROK folder has problems:\n{problems.report()}")
+            else:
+                gen_kwargs["wav_archive"] = dl_manager.iter_archive(dl_manager.download(wav_source))
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
+
+    @staticmethod
+    def _members(dl_manager, source: str, suffix: str) -> Iterator[tuple[str, object]]:
+        """(path, file object) of every file in an archive, or below a folder, ending in ``suffix``."""
+        if Path(source).is_dir():
+            for path in sorted(_walk(source, suffix)):
+                with open(path, "rb") as fileobj:
+                    yield path, fileobj
+        else:
+            yield from dl_manager.iter_archive(dl_manager.download(source))
+
+    # ------------------------------------------------------------------------------------ generation
+
+    def _generate_examples(self, labels: LabelSet, wav_archive=None, wav_files=None):
+        if not self.config.with_audio:
+            yield from self._label_rows(labels)
+            return
+        problems = Problems()
+        seen: set[str] = set()
+        members = wav_archive if wav_archive is not None else _open_each(wav_files)
+        for path, fileobj in members:
+            if is_junk(path) or not path.lower().endswith(".wav"):
+                continue
+            name = Path(path).name[: -len(".wav")]
+            row = self._audio_row(path, name, fileobj.read(), labels, seen, problems)
+            seen.add(name)
+            if row is not None:
+                yield name, row
+        if wav_archive is not None:  # the whole archive was seen: every label must have had its WAV
+            report_unmatched_labels(labels, seen, problems)
+        if problems:
+            raise PopRokError(
+                f"POP-ROK input has {len(problems.entries)} problem(s):\n{problems.report()}\n"
+                "Re-download the archives if they are damaged; report label mismatches upstream "
+                f"({_HOMEPAGE})."
+            )
+
+    def _audio_row(self, path, name, data, labels, seen, problems) -> Optional[dict]:
+        """One example, or None after recording why the loop cannot be one."""
+        try:
+            loop = parse_loop_name(name)
+        except PopRokError as err:
+            problems.add(path, str(err))
+            return None
+        if name in seen:
+            problems.add(path, f"loop {name!r} appears twice in the audio archive")
+            return None
+        try:
+            info = read_wav_info(data)
+        except WavError as err:
+            problems.add(path, f"unreadable WAV: {err}")
+            return None
+        found = (info.sample_rate, info.bits_per_sample, info.channels)
+        if found != (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS):
+            problems.add(path, "is {} Hz / {}-bit / {} channel(s), POP-ROK loops are {} Hz / {}-bit / {}".format(*found, SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS))
+            return None
+        row = self._label_row(loop, labels, problems, path)
+        if row is None:
+            return None
+        audio_path = f"{name}.wav"
+        if os.path.isfile(audio_path):
+            # datasets would store this relative path instead of the bytes, breaking the dataset elsewhere.
+            raise PopRokError(f"{os.path.abspath(audio_path)} exists in the working folder: run from another folder")
+        beats, downbeats = beat_grid(loop.bpm, info.duration)
+        return {
+            "audio": {"bytes": data, "path": audio_path},
+            **row,
+            "duration": info.duration,
+            "num_bars": round(info.duration * loop.bpm / 60 / BEATS_PER_BAR),
+            "beats": beats,
+            "downbeats": downbeats,
+        }
+
+    def _label_row(self, loop: LoopName, labels: LabelSet, problems: Problems, path: str) -> Optional[dict]:
+        """The label fields of a loop, checked against its name and the key map."""
+        label = labels.labels.get(loop.name)
+        if label is None:
+            problems.add(path, f"loop {loop.name!r} has no label in the label archive")
+            return None
+        if label.bpm is not None and abs(label.bpm - loop.bpm) > BPM_TOLERANCE:
+            problems.add(path, f"the file name says {loop.bpm} BPM, its label ({label.source}) says {label.bpm:g}")
+            return None
+        unknown = [n for n in label.notes if n not in labels.key_map]
+        if unknown:
+            problems.add(label.source, f"loop {loop.name!r} plays MIDI note(s) {unknown} that the key map does not name")
+            return None
+        row = {
+            "name": loop.name,
+            "track": loop.track,
+            "bpm": loop.bpm,
+            "genre": loop.genre,
+            "subgenre": loop.subgenre,
+            "notes": list(label.notes),
+            "instruments": [labels.key_map[n] for n in label.notes],
+        }
+        for column in OPTIONAL_LABEL_FIELDS:
+            if column in self.info.features:
+                row[column] = label.optional.get(column)
+        if "extra_labels" in self.info.features:
+            row["extra_labels"] = json.dumps(label.extra, sort_keys=True) if label.extra else None
+        return row
+
+    def _label_rows(self, labels: LabelSet):
+        problems = Problems()
+        for name in sorted(labels.labels):
+            try:
+                loop = parse_loop_name(name)
+            except PopRokError as err:
+                problems.add(labels.labels[name].source, str(err))
+                continue
+            row = self._label_row(loop, labels, problems, labels.labels[name].source)
+            if row is not None:
+                yield name, row
+        if problems:
+            raise PopRokError(f"POP-ROK labels have {len(problems.entries)} problem(s):\n{problems.report()}")
+
+
+def _walk(folder: str, suffix: str) -> Iterator[str]:
+    """Files below ``folder`` ending in ``suffix``, macOS junk left out."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not is_junk(d)]
+        for name in files:
+            path = os.path.join(root, name)
+            if name.lower().endswith(suffix) and not is_junk(path):
+                yield path
+
+
+def _open_each(paths: Iterable[str]) -> Iterator[tuple[str, object]]:
+    for path in paths:
+        with open(path, "rb") as fileobj:
+            yield path, fileobj
+
+
+def _script_hash() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+_SCRIPT_HASH = _script_hash()
+
+
+def require_audio_stack() -> None:
+    """Fail before any work when audio cannot be encoded or decoded (datasets 5 uses torchcodec + FFmpeg)."""
+    try:
+        from torchcodec.decoders import AudioDecoder  # noqa: F401  (loads FFmpeg's shared libraries)
+    except (ImportError, OSError, RuntimeError) as err:
+        raise ImportError(
+            "POP-ROK's 'default' config stores and decodes audio with torchcodec, which needs torch and "
+            "FFmpeg's shared libraries:\n"
+            "  pip install torch==2.13.0 torchcodec==0.13.0   (see requirements.txt)\n"
+            "  apt-get install ffmpeg                          (or your system's FFmpeg 4-7 package)\n"
+            f"The 'labels' config needs neither. ({type(err).__name__}: {err})"
+        ) from err
+
+
+# ------------------------------------------------------------------------------------------- one-liner
+
+
+def load_pop_rok(split=None, streaming=False, config="default", **builder_kwargs):
+    """What ``load_dataset`` returned for loading scripts: prepared (or streamed) POP-ROK."""
+    builder = PopRok(config_name=config, **builder_kwargs)
+    if streaming:
+        return builder.as_streaming_dataset(split=split)
+    builder.download_and_prepare()
+    return builder.as_dataset(split=split)
+
+
+# ------------------------------------------------------------------------------------- synthetic sample
+
+SAMPLE_LAYOUTS = ("per-loop", "aggregated")
+
+
+@dataclass(frozen=True)
+class SampleLoop:
+    """What the generator rendered for one loop: enough to render it again and compare."""
+
+    name: str
+    track: int
+    bpm: int
+    notes: tuple[int, ...]
+    seed: int
+
+
+def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop", compresslevel: int = 6) -> list[SampleLoop]:
+    """Write POP-ROK-shaped WAV and label archives into ``out_dir`` and return what they hold.
+
+    ``per-loop``: folders, one JSON per loop, the key-map file and macOS junk, as a laptop packs them;
+    ``aggregated``: WAVs and one JSON for all loops at the archive root.
+    """
+    import random
+
+    from drum_synth import render_loop, wav_bytes
+
+    if layout not in SAMPLE_LAYOUTS:
+        raise PopRokError(f"unknown layout {layout!r}: choose one of {', '.join(SAMPLE_LAYOUTS)}")
+    rng = random.Random(seed)
+    tracks = sorted(rng.sample(range(1, 10000), loops))
+    sample = []
+    for track in tracks:
+        bpm = rng.randint(*BPM_RANGE)
+        notes = {36} | {n for n in KEY_MAP if rng.random() < 0.45}
+        name = f"{bpm}bpm_pop_rok_drm_id_001_{track:04d}"
+        sample.append(SampleLoop(name, track, bpm, tuple(sorted(notes)), rng.randrange(2**31)))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_loop = layout == "per-loop"
+    wav_folder = "pop_rok_drm_id_001_wav/" if per_loop else ""
+    json_folder = "pop_rok_drm_id_001_json/" if per_loop else ""
+    with _TarWriter(out / ARCHIVES["wav"], compresslevel) as tar:
+        for loop in sample:
+            audio, _ = render_loop(list(loop.notes), loop.bpm, bars=BARS_PER_LOOP, sample_rate=SAMPLE_RATE, seed=loop.seed)
+            tar.add(f"{wav_folder}{loop.name}.wav", wav_bytes(audio, SAMPLE_RATE))
+            if per_loop:
+                tar.add_macos_junk(f"{wav_folder}{loop.name}.wav")
+    with _TarWriter(out / ARCHIVES["json"], compresslevel) as tar:
+        labels = {loop.name: {"pitch": list(reversed(loop.notes)), "bpm": loop.bpm} for loop in sample}
+        if per_loop:
+            key_map = [{"note": note, "label": label} for note, label in KEY_MAP.items()]
+            tar.add(f"{json_folder}pop_rok_drm_id_001_labels.json", json.dumps({KEY_MAP_FIELD: key_map}).encode())
+            for name, label in labels.items():
+                tar.add(f"{json_folder}json/{name}.json", json.dumps({name: label}).encode())
+                tar.add_macos_junk(f"{json_folder}json/{name}.json")
+        else:
+            tar.add("pop_rok_drm_id_001.json", json.dumps(labels, indent=1).encode())
+    return sample
+
+
+class _TarWriter:
+    """A gzip'd tar written member by member from bytes, folders declared as a real archive has them."""
+
+    def __init__(self, path: Path, compresslevel: int):
+        self._tar = tarfile.open(path, "w:gz", compresslevel=compresslevel, format=tarfile.PAX_FORMAT)
+        self._folders: set[str] = set()
+        self._ds_store_folders: set[str] = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._tar.close()
+
+    def add(self, path: str, data: bytes) -> None:
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if folder not in self._folders:
+                self._folders.add(folder)
+                info = tarfile.TarInfo(folder)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1730000000
+                self._tar.addfile(info)
+        info = tarfile.TarInfo(path)
+        info.size, info.mode, info.mtime = len(data), 0o644, 1730000000
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def add_macos_junk(self, path: str) -> None:
+        """The AppleDouble twin, .DS_Store and __MACOSX copy that Finder's archiver adds."""
+        folder, _, base = path.rpartition("/")
+        prefix = f"{folder}/" if folder else ""
+        apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X        " + bytes(58)
+        self.add(f"{prefix}._{base}", apple_double)
+        self.add(f"__MACOSX/{prefix}._{base}", apple_double)
+        if prefix not in self._ds_store_folders:
+            self._ds_store_folders.add(prefix)
+            self.add(f"{prefix}.DS_Store", b"\x00\x00\x00\x01Bud1" + bytes(100))
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def _source_kwargs(args) -> dict:
+    return {key: value for key, value in (("data_dir", args.data_dir), ("base_url", args.base_url), ("cache_dir", args.cache_dir)) if value}
+
+
+def summarize(dataset: datasets.Dataset) -> str:
+    """Rows, hours of audio, BPM range and rows per instrument, read from the label columns only."""
+    columns = dataset.select_columns([c for c in ("bpm", "duration", "instruments") if c in dataset.column_names])
+    columns = columns.with_format("arrow")[:]
+    lines = [f"rows: {dataset.num_rows}"]
+    if "duration" in columns.column_names:
+        lines.append(f"audio: {sum(columns['duration'].to_pylist()) / 3600:.3f} hours")
+    bpms = columns["bpm"].to_pylist()
+    if bpms:
+        lines.append(f"bpm: {min(bpms)}-{max(bpms)}")
+    names = dataset.features["instruments"].feature.names
+    counts = {name: 0 for name in names}
+    for instruments in columns["instruments"].to_pylist():
+        for index in instruments:
+            counts[names[index]] += 1
+    lines.append("rows per instrument:")
+    lines += [f"  {name:<17} {count}" for name, count in counts.items()]
+    return "\n".join(lines)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data-dir", help="folder holding the two archives, or their extracted contents")
+    source.add_argument("--base-url", help=f"URL prefix under which the two archives live (also ${BASE_URL_ENV})")
+    parser.add_argument("--config", choices=[c.name for c in PopRok.BUILDER_CONFIGS], default="default")
+    parser.add_argument("--cache-dir", help="where datasets caches the prepared dataset")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="pop_rok.py", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser("sample", help="write synthetic POP-ROK-shaped archives (tests, demos)")
+    sample.add_argument("out_dir")
+    sample.add_argument("--loops", type=int, default=8)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--layout", choices=SAMPLE_LAYOUTS, default="per-loop")
+
+    build = commands.add_parser("build", help="download (or find) the archives and prepare the dataset")
+    _add_source_arguments(build)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "sample":
+            loops = make_sample(args.out_dir, args.loops, args.seed, args.layout)
+            print(f"wrote {len(loops)} loops ({args.layout} layout) to {args.out_dir}: {', '.join(ARCHIVES.values())}")
+        elif args.command == "build":
+            dataset = load_pop_rok(split="train", config=args.config, **_source_kwargs(args))
+            print(summarize(dataset))
+    except (PopRokError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
