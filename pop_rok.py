@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import datasets
+import numpy as np
 
 from wav_header import WavError, read_wav_info
 
@@ -248,9 +249,12 @@ def report_unmatched_labels(labels: LabelSet, wav_names: set[str], problems: Pro
 
 
 def beat_grid(bpm: float, duration: float) -> tuple[list[float], list[float]]:
-    """Beats and downbeats (seconds) of a grid-quantised loop that starts on the downbeat."""
+    """Beats and downbeats (seconds) of a grid-quantised loop that starts on the downbeat.
+
+    A beat within one sample of the end belongs to the next repeat: lengths are rounded to samples.
+    """
     period = 60.0 / bpm
-    count = math.ceil(duration / period - 1e-6)
+    count = math.ceil((duration - 1 / SAMPLE_RATE) / period)
     beats = [i * period for i in range(count)]
     return beats, beats[::BEATS_PER_BAR]
 
@@ -333,21 +337,22 @@ class PopRok(datasets.GeneratorBasedBuilder):
 
     # ---------------------------------------------------------------------------------------- splits
 
-    def _archive_sources(self) -> dict[str, str]:
-        """Each archive's file or URL, or for an extracted copy in data_dir the folder holding it."""
+    def _archive_sources(self) -> dict[str, tuple[str, bool]]:
+        """Each archive's (file or URL, False), or (folder, True) for an extracted copy in data_dir."""
         if self.config.data_dir:
-            folder = Path(self.config.data_dir).expanduser()
-            if not folder.is_dir():
-                raise PopRokError(f"data_dir {str(folder)!r} is not a folder")
-            return {kind: str(folder / name) if (folder / name).is_file() else str(folder) for kind, name in ARCHIVES.items()}
+            folder = os.path.expanduser(self.config.data_dir)
+            if not os.path.isdir(folder):
+                raise PopRokError(f"data_dir {folder!r} is not a folder")
+            archives = {kind: os.path.join(folder, name) for kind, name in ARCHIVES.items()}
+            return {kind: (path, False) if os.path.isfile(path) else (folder, True) for kind, path in archives.items()}
         base = (self.config.base_url or ZENODO_FILES_URL).rstrip("/")
-        suffix = "?download=1" if not self.config.base_url else ""
-        return {kind: f"{base}/{name}{suffix}" for kind, name in ARCHIVES.items()}
+        suffix = "" if self.config.base_url else "?download=1"
+        return {kind: (f"{base}/{name}{suffix}", False) for kind, name in ARCHIVES.items()}
 
     def _split_generators(self, dl_manager):
         sources = self._archive_sources()
         problems = Problems()
-        labels = read_labels(self._members(dl_manager, sources["json"], ".json"), problems)
+        labels = read_labels(self._members(dl_manager, *sources["json"], ".json"), problems)
         if problems:
             raise PopRokError(f"The label archive has problems:\n{problems.report()}")
         optional = {column for label in labels.labels.values() for column in label.optional}
@@ -356,8 +361,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
         self.info.features = make_features(self.config.with_audio, labels.key_map, optional)
         gen_kwargs = {"labels": labels}
         if self.config.with_audio:
-            wav_source = sources["wav"]
-            if Path(wav_source).is_dir():  # extracted: one shard per file, so num_proc can split the work
+            wav_source, extracted = sources["wav"]
+            if extracted:  # one shard per file, so num_proc can split the work
                 gen_kwargs["wav_files"] = sorted(_walk(wav_source, ".wav"))
                 report_unmatched_labels(labels, {Path(p).stem for p in gen_kwargs["wav_files"]}, problems)
                 if problems:
@@ -367,12 +372,10 @@ class PopRok(datasets.GeneratorBasedBuilder):
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
 
     @staticmethod
-    def _members(dl_manager, source: str, suffix: str) -> Iterator[tuple[str, object]]:
+    def _members(dl_manager, source: str, extracted: bool, suffix: str) -> Iterator[tuple[str, object]]:
         """(path, file object) of every file in an archive, or below a folder, ending in ``suffix``."""
-        if Path(source).is_dir():
-            for path in sorted(_walk(source, suffix)):
-                with open(path, "rb") as fileobj:
-                    yield path, fileobj
+        if extracted:
+            yield from _open_each(sorted(_walk(source, suffix)))
         else:
             yield from dl_manager.iter_archive(dl_manager.download(source))
 
@@ -432,10 +435,10 @@ class PopRok(datasets.GeneratorBasedBuilder):
         return {
             "audio": {"bytes": data, "path": audio_path},
             **row,
-            "duration": info.duration,
+            "duration": _float32(info.duration),
             "num_bars": round(info.duration * loop.bpm / 60 / BEATS_PER_BAR),
-            "beats": beats,
-            "downbeats": downbeats,
+            "beats": _float32(beats),
+            "downbeats": _float32(downbeats),
         }
 
     def _label_row(self, loop: LoopName, labels: LabelSet, problems: Problems, path: str) -> Optional[dict]:
@@ -496,6 +499,11 @@ def _open_each(paths: Iterable[str]) -> Iterator[tuple[str, object]]:
     for path in paths:
         with open(path, "rb") as fileobj:
             yield path, fileobj
+
+
+def _float32(values):
+    """Round as the float32 columns store them, so streamed rows equal prepared ones."""
+    return np.asarray(values, dtype=np.float32).tolist()
 
 
 def _script_hash() -> str:

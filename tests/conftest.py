@@ -1,0 +1,37 @@
+"""Fixtures shared by the tests: generated POP-ROK-shaped archives in each layout, and what they hold."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import pop_rok
+
+REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
+
+
+@pytest.fixture(scope="session")
+def per_loop_sample(tmp_path_factory):
+    """Folders, one JSON per loop, the key-map file and macOS junk."""
+    folder = tmp_path_factory.mktemp("per_loop")
+    return folder, pop_rok.make_sample(folder, loops=5, seed=1, layout="per-loop")
+
+
+@pytest.fixture(scope="session")
+def aggregated_sample(tmp_path_factory):
+    """Everything at the archive root, one JSON for all loops."""
+    folder = tmp_path_factory.mktemp("aggregated")
+    return folder, pop_rok.make_sample(folder, loops=4, seed=2, layout="aggregated")
+
+
+@pytest.fixture(scope="session")
+def extracted_sample(tmp_path_factory, per_loop_sample):
+    """The per-loop archives unpacked into one folder, as a user who ran `tar xzf` twice has them."""
+    archives, manifest = per_loop_sample
+    folder = tmp_path_factory.mktemp("extracted")
+    for name in pop_rok.ARCHIVES.values():
+        with tarfile.open(archives / name) as tar:
+            tar.extractall(folder, filter="data")
+    return folder, manifest

@@ -1,0 +1,104 @@
+"""A loopback HTTP server for a folder of files, counting the bytes it sends per file.
+
+Tests and benchmarks serve generated archives with it, to stand in for Zenodo or a mirror, and read
+``bytes_sent`` to prove that streaming reads only a small part of an archive. It honours ``Range``.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import socket
+import threading
+from collections import defaultdict
+
+
+class FileServer:
+    def __init__(self, folder: str, chunk_size: int = 64 * 1024, send_buffer: int | None = None):
+        """``send_buffer`` caps the kernel's socket buffer, so ``bytes_sent`` tracks what the client read."""
+        self.folder = os.fspath(folder)
+        self.chunk_size = chunk_size
+        self.send_buffer = send_buffer
+        self.bytes_sent: dict[str, int] = defaultdict(int)
+        self.requests: list[tuple[str, str, dict]] = []
+        self._lock = threading.Lock()
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> "FileServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def setup(self):
+                if server.send_buffer:
+                    self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.send_buffer)
+                super().setup()
+
+            def do_HEAD(self):
+                self._serve(body=False)
+
+            def do_GET(self):
+                self._serve(body=True)
+
+            def _serve(self, body: bool):
+                name = self.path.split("?")[0].lstrip("/")
+                with server._lock:
+                    server.requests.append((self.command, name, dict(self.headers)))
+                path = os.path.join(server.folder, name)
+                if not name or not os.path.isfile(path):
+                    self.send_error(404)
+                    return
+                size = os.path.getsize(path)
+                start, end = 0, size - 1
+                match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+                if match:
+                    start = int(match[1])
+                    end = min(int(match[2]), size - 1) if match[2] else size - 1
+                    if start >= size:
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{size}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                self.send_response(206 if match else 200)
+                if match:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                if not body:
+                    return
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    remaining = end - start + 1
+                    while remaining > 0:
+                        chunk = f.read(min(server.chunk_size, remaining))
+                        try:
+                            self.wfile.write(chunk)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return  # the client stopped reading: a streaming reader may do that
+                        remaining -= len(chunk)
+                        with server._lock:
+                            server.bytes_sent[name] += len(chunk)
+
+        return Handler

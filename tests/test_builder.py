@@ -1,0 +1,138 @@
+"""The builder against generated archives: every field of every row checked against what was rendered."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import datasets
+import pop_rok
+from drum_synth import render_loop, wav_bytes
+from file_server import FileServer
+
+LAYOUTS = ["per_loop_sample", "aggregated_sample", "extracted_sample"]
+INSTRUMENT_NAMES = list(pop_rok.KEY_MAP.values())
+
+
+def expected_label_fields(loop: pop_rok.SampleLoop) -> dict:
+    return {
+        "name": loop.name,
+        "track": loop.track,
+        "bpm": loop.bpm,
+        "genre": "pop",
+        "subgenre": "rock",
+        "notes": list(loop.notes),
+        "instruments": [INSTRUMENT_NAMES.index(pop_rok.KEY_MAP[n]) for n in loop.notes],
+    }
+
+
+def assert_rows_match(rows: list[dict], manifest: list[pop_rok.SampleLoop], with_audio: bool) -> None:
+    """Every generated loop is a row, and every field is what the generator rendered."""
+    assert sorted(row["name"] for row in rows) == sorted(loop.name for loop in manifest)
+    by_name = {row["name"]: row for row in rows}
+    for loop in manifest:
+        row = by_name[loop.name]
+        assert {k: row[k] for k in expected_label_fields(loop)} == expected_label_fields(loop)
+        if not with_audio:
+            assert "audio" not in row and "beats" not in row
+            continue
+        audio, hits = render_loop(list(loop.notes), loop.bpm, bars=8, sample_rate=44100, seed=loop.seed)
+        assert row["audio"]["bytes"] == wav_bytes(audio, 44100)  # stored unchanged
+        assert row["audio"]["path"] == f"{loop.name}.wav"
+        samples, rate = sf.read(io.BytesIO(row["audio"]["bytes"]), dtype="int16")
+        assert rate == 44100 and samples.shape == audio.shape == (len(audio), 2)
+        assert row["duration"] == pytest.approx(len(audio) / 44100, abs=1e-5)
+        assert row["num_bars"] == 8
+        period = 60 / loop.bpm
+        assert row["beats"] == pytest.approx([i * period for i in range(32)], abs=1e-5)
+        assert row["downbeats"] == pytest.approx(row["beats"][::4], abs=1e-9)
+        hit_times = np.array(sorted({t for t, _ in hits}))
+        for beat in row["beats"]:  # the derived grid lands on rendered hits
+            assert np.min(np.abs(hit_times - beat)) < 1 / 44100 + 1e-5
+
+
+def rows_without_decoding(dataset) -> list[dict]:
+    if "audio" in dataset.features:
+        dataset = dataset.cast_column("audio", datasets.Audio(sampling_rate=44100, decode=False))
+    return list(dataset)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("config", ["default", "labels"])
+def test_build_from_data_dir(layout, config, request, tmp_path):
+    folder, manifest = request.getfixturevalue(layout)
+    dataset = pop_rok.load_pop_rok(split="train", config=config, data_dir=str(folder), cache_dir=str(tmp_path))
+    assert dataset.num_rows == len(manifest)
+    assert dataset.info.license == "cc-by-4.0"
+    assert dataset.features["instruments"].feature.names == INSTRUMENT_NAMES
+    assert_rows_match(rows_without_decoding(dataset), manifest, with_audio=config == "default")
+
+
+@pytest.mark.parametrize("layout", ["per_loop_sample", "aggregated_sample"])
+def test_build_from_base_url(layout, request, tmp_path):
+    folder, manifest = request.getfixturevalue(layout)
+    with FileServer(folder) as server:
+        labels = pop_rok.load_pop_rok(split="train", config="labels", base_url=server.url, cache_dir=str(tmp_path / "l"))
+        labels_requests = list(server.requests)
+        dataset = pop_rok.load_pop_rok(split="train", base_url=server.url, cache_dir=str(tmp_path / "d"))
+    assert_rows_match(rows_without_decoding(dataset), manifest, with_audio=True)
+    assert_rows_match(list(labels), manifest, with_audio=False)
+    assert server.bytes_sent["pop_rok_drm_id_001_wav.tar.gz"] >= os.path.getsize(folder / "pop_rok_drm_id_001_wav.tar.gz")
+    assert labels_requests and {name for _, name, _ in labels_requests} == {"pop_rok_drm_id_001_json.tar.gz"}
+
+
+def test_base_url_from_environment(per_loop_sample, tmp_path, monkeypatch):
+    folder, manifest = per_loop_sample
+    with FileServer(folder) as server:
+        monkeypatch.setenv("POP_ROK_BASE_URL", server.url)
+        labels = pop_rok.load_pop_rok(split="train", config="labels", cache_dir=str(tmp_path))
+    assert_rows_match(list(labels), manifest, with_audio=False)
+    assert server.requests, "the environment's base URL was not used"
+
+
+def test_audio_decodes_to_rendered_samples(aggregated_sample, tmp_path):
+    """Through datasets' own decoder (torchcodec): stereo, 44.1 kHz, the rendered samples."""
+    folder, manifest = aggregated_sample
+    dataset = pop_rok.load_pop_rok(split="train", data_dir=str(folder), cache_dir=str(tmp_path))
+    for row in dataset:
+        loop = next(loop for loop in manifest if loop.name == row["name"])
+        rendered, _ = render_loop(list(loop.notes), loop.bpm, bars=8, sample_rate=44100, seed=loop.seed)
+        decoded = row["audio"].get_all_samples()
+        assert decoded.sample_rate == 44100
+        assert decoded.data.shape == (2, len(rendered))
+        np.testing.assert_allclose(decoded.data.numpy().T, rendered / 32768.0, atol=1e-6)
+
+
+def test_streaming_reads_only_the_start_of_the_archive(tmp_path):
+    """The first example arrives after a small part of the WAV archive was sent, and all rows match."""
+    manifest = pop_rok.make_sample(tmp_path / "archives", loops=24, seed=3, layout="aggregated", compresslevel=1)
+    wav_size = os.path.getsize(tmp_path / "archives" / pop_rok.ARCHIVES["wav"])
+    with FileServer(tmp_path / "archives", send_buffer=128 * 1024) as server:
+        stream = pop_rok.load_pop_rok(split="train", streaming=True, base_url=server.url)
+        stream = stream.cast_column("audio", datasets.Audio(sampling_rate=44100, decode=False))
+        rows = iter(stream)
+        first = next(rows)
+        sent_at_first_row = server.bytes_sent[pop_rok.ARCHIVES["wav"]]
+        rest = list(rows)
+    assert sent_at_first_row < 0.25 * wav_size, (sent_at_first_row, wav_size)
+    assert_rows_match([first, *rest], manifest, with_audio=True)
+
+
+def test_streaming_yields_the_prepared_rows(per_loop_sample, tmp_path):
+    folder, _ = per_loop_sample
+    prepared = pop_rok.load_pop_rok(split="train", data_dir=str(folder), cache_dir=str(tmp_path))
+    streamed = pop_rok.load_pop_rok(split="train", streaming=True, data_dir=str(folder))
+    assert isinstance(streamed, datasets.IterableDataset)
+    assert streamed.features == prepared.features
+    assert rows_without_decoding(streamed) == rows_without_decoding(prepared)
+
+
+def test_load_pop_rok_without_split_returns_a_dataset_dict(aggregated_sample, tmp_path):
+    folder, manifest = aggregated_sample
+    loaded = pop_rok.load_pop_rok(config="labels", data_dir=str(folder), cache_dir=str(tmp_path))
+    assert isinstance(loaded, datasets.DatasetDict) and list(loaded) == ["train"]
+    assert loaded["train"].num_rows == len(manifest)
