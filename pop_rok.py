@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import math
 import os
 import re
 import sys
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -28,6 +26,7 @@ from typing import Iterable, Iterator, Optional
 import datasets
 import numpy as np
 
+from tar_writer import TarGzWriter
 from wav_header import WavError, read_wav_info
 
 logger = logging.getLogger(__name__)
@@ -311,8 +310,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
     VERSION = datasets.Version("1.0.0")
     BUILDER_CONFIG_CLASS = PopRokConfig
     BUILDER_CONFIGS = [
-        PopRokConfig(name="default", with_audio=True, description="Audio and labels, one row per loop."),
-        PopRokConfig(name="labels", with_audio=False, description="Labels only, from the 210 KB label archive."),
+        PopRokConfig(name="default", version=VERSION, with_audio=True, description="Audio and labels, one row per loop."),
+        PopRokConfig(name="labels", version=VERSION, with_audio=False, description="Labels only, from the 210 KB label archive."),
     ]
     DEFAULT_CONFIG_NAME = "default"
 
@@ -320,11 +319,13 @@ class PopRok(datasets.GeneratorBasedBuilder):
         if os.environ.get(BASE_URL_ENV) and not kwargs.get("base_url"):
             kwargs["base_url"] = os.environ[BASE_URL_ENV]
         kwargs.setdefault("hash", _SCRIPT_HASH)  # a changed script never reuses a stale cache
-        super().__init__(*args, **kwargs)
-        if self.config.with_audio:
-            require_audio_stack()
+        config_name = kwargs.get("config_name") or self.DEFAULT_CONFIG_NAME
+        preset = next((c for c in self.BUILDER_CONFIGS if c.name == config_name), None)
+        if kwargs.get("with_audio", preset.with_audio if preset else True):
+            require_audio_stack()  # before the builder touches the cache
             # A row holds a 2.6 MB WAV: small writer batches keep memory flat.
-            self._writer_batch_size = kwargs.get("writer_batch_size") or 16
+            kwargs.setdefault("writer_batch_size", 16)
+        super().__init__(*args, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -580,13 +581,13 @@ def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop"
     per_loop = layout == "per-loop"
     wav_folder = "pop_rok_drm_id_001_wav/" if per_loop else ""
     json_folder = "pop_rok_drm_id_001_json/" if per_loop else ""
-    with _TarWriter(out / ARCHIVES["wav"], compresslevel) as tar:
+    with TarGzWriter(out / ARCHIVES["wav"], compresslevel) as tar:
         for loop in sample:
             audio, _ = render_loop(list(loop.notes), loop.bpm, bars=BARS_PER_LOOP, sample_rate=SAMPLE_RATE, seed=loop.seed)
             tar.add(f"{wav_folder}{loop.name}.wav", wav_bytes(audio, SAMPLE_RATE))
             if per_loop:
                 tar.add_macos_junk(f"{wav_folder}{loop.name}.wav")
-    with _TarWriter(out / ARCHIVES["json"], compresslevel) as tar:
+    with TarGzWriter(out / ARCHIVES["json"], compresslevel) as tar:
         labels = {loop.name: {"pitch": list(reversed(loop.notes)), "bpm": loop.bpm} for loop in sample}
         if per_loop:
             key_map = [{"note": note, "label": label} for note, label in KEY_MAP.items()]
@@ -597,45 +598,6 @@ def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop"
         else:
             tar.add("pop_rok_drm_id_001.json", json.dumps(labels, indent=1).encode())
     return sample
-
-
-class _TarWriter:
-    """A gzip'd tar written member by member from bytes, folders declared as a real archive has them."""
-
-    def __init__(self, path: Path, compresslevel: int):
-        self._tar = tarfile.open(path, "w:gz", compresslevel=compresslevel, format=tarfile.PAX_FORMAT)
-        self._folders: set[str] = set()
-        self._ds_store_folders: set[str] = set()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._tar.close()
-
-    def add(self, path: str, data: bytes) -> None:
-        parts = path.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            folder = "/".join(parts[:depth])
-            if folder not in self._folders:
-                self._folders.add(folder)
-                info = tarfile.TarInfo(folder)
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1730000000
-                self._tar.addfile(info)
-        info = tarfile.TarInfo(path)
-        info.size, info.mode, info.mtime = len(data), 0o644, 1730000000
-        self._tar.addfile(info, io.BytesIO(data))
-
-    def add_macos_junk(self, path: str) -> None:
-        """The AppleDouble twin, .DS_Store and __MACOSX copy that Finder's archiver adds."""
-        folder, _, base = path.rpartition("/")
-        prefix = f"{folder}/" if folder else ""
-        apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X        " + bytes(58)
-        self.add(f"{prefix}._{base}", apple_double)
-        self.add(f"__MACOSX/{prefix}._{base}", apple_double)
-        if prefix not in self._ds_store_folders:
-            self._ds_store_folders.add(prefix)
-            self.add(f"{prefix}.DS_Store", b"\x00\x00\x00\x01Bud1" + bytes(100))
 
 
 # ------------------------------------------------------------------------------------------ command line
