@@ -19,6 +19,8 @@ import math
 import os
 import re
 import sys
+import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -89,6 +91,7 @@ SUBGENRES = {"rok": "rock"}
 TEMPO_KEYS = ("bpm", "tempo")
 OPTIONAL_LABEL_FIELDS = {"style": ("style",), "time_signature": ("time_signature", "timesig", "time_sig")}
 BPM_TOLERANCE = 0.5
+ON_ERROR = ("raise", "skip")
 
 
 # ------------------------------------------------------------------------------- names, labels, problems
@@ -146,9 +149,11 @@ def parse_label(name: str, value, source: str) -> Label:
     if tempo_key is not None:
         tempo = value[tempo_key]
         try:
-            bpm = float(tempo)
-        except (TypeError, ValueError):
-            raise PopRokError(f"{where}: tempo {tempo_key!r} must be a number, got {tempo!r}") from None
+            bpm = float(tempo) if not isinstance(tempo, bool) else math.nan
+        except (TypeError, ValueError, OverflowError):
+            bpm = math.nan
+        if not (math.isfinite(bpm) and bpm > 0):
+            raise PopRokError(f"{where}: tempo {tempo_key!r} must be a positive number, got {tempo!r}")
     optional = {}
     for column, keys in OPTIONAL_LABEL_FIELDS.items():
         key = next((k for k in keys if k in value), None)
@@ -183,18 +188,23 @@ def is_junk(path: str) -> bool:
 
 @dataclass
 class LabelSet:
+    """Every label of the label archive, with the problems found reading it."""
+
     labels: dict[str, Label] = field(default_factory=dict)
     key_map: dict[int, str] = field(default_factory=lambda: dict(KEY_MAP))
+    rejected: set[str] = field(default_factory=set)  # loops whose label is unusable (already a problem)
+    problems: Problems = field(default_factory=Problems)
     json_files: int = 0
 
 
-def read_labels(members: Iterable[tuple[str, object]], problems: Problems) -> LabelSet:
+def read_labels(members: Iterable[tuple[str, object]]) -> LabelSet:
     """Collect every loop label and the key map from the JSON files of the label archive.
 
     Accepts one JSON per loop or one for many, under any folder: each file is an object keyed by loop
     name, or a bare label named by its file. A file holding ``key_map_drum_note_labels`` is the key map.
     """
     found = LabelSet()
+    problems = found.problems
     for path, fileobj in members:
         if is_junk(path) or not path.lower().endswith(".json"):
             continue
@@ -220,13 +230,17 @@ def read_labels(members: Iterable[tuple[str, object]], problems: Problems) -> La
                 label = parse_label(name, value, path)
             except PopRokError as err:
                 problems.add(path, str(err))
+                found.rejected.add(name)
                 continue
             previous = found.labels.get(name)
             if previous is not None and previous != label:
                 problems.add(path, f"loop {name!r} is labelled differently in {previous.source}")
+                found.rejected.add(name)
             found.labels.setdefault(name, label)
+    for name in found.rejected:
+        found.labels.pop(name, None)
     if found.json_files == 0:
-        problems.add("label archive", "holds no JSON file: is it the pop_rok_drm_id_001_json archive?")
+        raise PopRokError("the label archive holds no JSON file: is it pop_rok_drm_id_001_json.tar.gz? Re-download it.")
     return found
 
 
@@ -242,11 +256,6 @@ def parse_key_map(entries) -> dict[int, str]:
     return key_map
 
 
-def report_unmatched_labels(labels: LabelSet, wav_names: set[str], problems: Problems) -> None:
-    for name in sorted(set(labels.labels) - wav_names):
-        problems.add(labels.labels[name].source, f"label {name!r} has no WAV in the audio archive")
-
-
 def beat_grid(bpm: float, duration: float) -> tuple[list[float], list[float]]:
     """Beats and downbeats (seconds) of a grid-quantised loop that starts on the downbeat.
 
@@ -258,15 +267,143 @@ def beat_grid(bpm: float, duration: float) -> tuple[list[float], list[float]]:
     return beats, beats[::BEATS_PER_BAR]
 
 
+class LoopReader:
+    """Turns label and WAV files into rows, recording every problem: the builder and `validate` share it.
+
+    ``columns`` are the feature names, so optional label fields fill only the columns that exist.
+    """
+
+    def __init__(self, labels: LabelSet, columns: Iterable[str]):
+        self.labels = labels
+        self.columns = set(columns)
+        self.problems = Problems(list(labels.problems.entries))
+        self.seen: set[str] = set()
+        self.wav_files = 0
+        self.audio_seconds = 0.0
+
+    def audio_rows(self, members: Iterable[tuple[str, object]], archive: str) -> Iterator[tuple[str, dict]]:
+        """(name, row) for every good loop among the WAV archive's members."""
+        try:
+            for path, fileobj in members:
+                if is_junk(path) or not path.lower().endswith(".wav"):
+                    continue
+                self.wav_files += 1
+                name = Path(path).name[: -len(".wav")]
+                row = self.audio_row(path, name, fileobj.read())
+                self.seen.add(name)
+                if row is not None:
+                    yield name, row
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+            raise PopRokError(
+                f"{archive} is truncated or corrupt ({type(err).__name__}: {err}) after {self.wav_files} WAV files: "
+                "delete it and download it again"
+            ) from err
+        if self.wav_files == 0:
+            raise PopRokError(f"{archive} holds no WAV file: is it pop_rok_drm_id_001_wav.tar.gz? Re-download it.")
+
+    def unmatched_labels(self, wav_names: Iterable[str]) -> None:
+        """Once every WAV name is known: each label must have had its WAV."""
+        for name in sorted(set(self.labels.labels) - set(wav_names)):
+            self.problems.add(self.labels.labels[name].source, f"label {name!r} has no WAV in the audio archive")
+
+    def audio_row(self, path: str, name: str, data: bytes) -> Optional[dict]:
+        """One example, or None after recording why the loop cannot be one."""
+        try:
+            loop = parse_loop_name(name)
+        except PopRokError as err:
+            self.problems.add(path, str(err))
+            return None
+        if name in self.seen:
+            self.problems.add(path, f"loop {name!r} appears twice in the audio archive")
+            return None
+        try:
+            info = read_wav_info(data)
+        except WavError as err:
+            self.problems.add(path, f"unreadable WAV: {err}")
+            return None
+        found = (info.sample_rate, info.bits_per_sample, info.channels)
+        if found != (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS):
+            expected = (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS)
+            self.problems.add(path, "is {} Hz / {}-bit / {} channel(s); POP-ROK loops are {} Hz / {}-bit / {}".format(*found, *expected))
+            return None
+        self.audio_seconds += info.duration
+        row = self.label_row(loop, path)
+        if row is None:
+            return None
+        audio_path = f"{name}.wav"
+        if os.path.isfile(audio_path):
+            # datasets would store this relative path instead of the bytes, breaking the dataset elsewhere.
+            raise PopRokError(f"{os.path.abspath(audio_path)} exists in the working folder: run from another folder")
+        beats, downbeats = beat_grid(loop.bpm, info.duration)
+        return {
+            "audio": {"bytes": data, "path": audio_path},
+            **row,
+            "duration": _float32(info.duration),
+            "num_bars": round(info.duration * loop.bpm / 60 / BEATS_PER_BAR),
+            "beats": _float32(beats),
+            "downbeats": _float32(downbeats),
+        }
+
+    def label_rows(self) -> Iterator[tuple[str, dict]]:
+        """(name, row) for every good label, for the labels-only config."""
+        for name in sorted(self.labels.labels):
+            source = self.labels.labels[name].source
+            try:
+                row = self.label_row(parse_loop_name(name), source)
+            except PopRokError as err:
+                self.problems.add(source, str(err))
+                continue
+            if row is not None:
+                yield name, row
+
+    def label_row(self, loop: LoopName, path: str) -> Optional[dict]:
+        """The label fields of a loop, checked against its name and the key map."""
+        label = self.labels.labels.get(loop.name)
+        if label is None:
+            if loop.name not in self.labels.rejected:  # else its label's problem is recorded already
+                self.problems.add(path, f"loop {loop.name!r} has no label in the label archive")
+            return None
+        if label.bpm is not None and abs(label.bpm - loop.bpm) > BPM_TOLERANCE:
+            self.problems.add(path, f"the file name says {loop.bpm} BPM, its label ({label.source}) says {label.bpm:g}")
+            return None
+        key_map = self.labels.key_map
+        unknown = [n for n in label.notes if n not in key_map]
+        if unknown:
+            self.problems.add(label.source, f"loop {loop.name!r} plays MIDI note(s) {unknown} that the key map does not name")
+            return None
+        row = {
+            "name": loop.name,
+            "track": loop.track,
+            "bpm": loop.bpm,
+            "genre": loop.genre,
+            "subgenre": loop.subgenre,
+            "notes": list(label.notes),
+            "instruments": [key_map[n] for n in label.notes],
+        }
+        for column in OPTIONAL_LABEL_FIELDS:
+            if column in self.columns:
+                row[column] = label.optional.get(column)
+        if "extra_labels" in self.columns:
+            row["extra_labels"] = json.dumps(label.extra, sort_keys=True) if label.extra else None
+        return row
+
+
 # --------------------------------------------------------------------------------------------- configs
 
 
 @dataclass
 class PopRokConfig(datasets.BuilderConfig):
-    """``with_audio`` selects the WAV archive; ``base_url`` names a mirror of the two archive files."""
+    """``with_audio`` selects the WAV archive; ``base_url`` names a mirror of the two archive files;
+    ``on_error`` says what a bad loop does to the build."""
 
     with_audio: bool = True
     base_url: Optional[str] = None
+    on_error: str = "raise"  # or "skip": leave bad loops out, and report them
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.on_error not in ON_ERROR:
+            raise PopRokError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
 
 
 # -------------------------------------------------------------------------------------------- features
@@ -352,10 +489,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         sources = self._archive_sources()
-        problems = Problems()
-        labels = read_labels(self._members(dl_manager, *sources["json"], ".json"), problems)
-        if problems:
-            raise PopRokError(f"The label archive has problems:\n{problems.report()}")
+        labels = read_labels(self._members(dl_manager, *sources["json"], ".json"))
         optional = {column for label in labels.labels.values() for column in label.optional}
         if any(label.extra for label in labels.labels.values()):
             optional.add("extra_labels")
@@ -365,9 +499,12 @@ class PopRok(datasets.GeneratorBasedBuilder):
             wav_source, extracted = sources["wav"]
             if extracted:  # one shard per file, so num_proc can split the work
                 gen_kwargs["wav_files"] = sorted(_walk(wav_source, ".wav"))
-                report_unmatched_labels(labels, {Path(p).stem for p in gen_kwargs["wav_files"]}, problems)
-                if problems:
-                    raise PopRokError(f"The extracted POP-ROK folder has problems:\n{problems.report()}")
+                if not gen_kwargs["wav_files"]:
+                    raise PopRokError(f"data_dir {wav_source!r} holds neither {ARCHIVES['wav']} nor any WAV file")
+                # Every job gets a slice of the files, so labels without a WAV are found here, once.
+                reader = LoopReader(labels, ())
+                reader.unmatched_labels(Path(path).stem for path in gen_kwargs["wav_files"])
+                labels.problems = reader.problems
             else:
                 gen_kwargs["wav_archive"] = dl_manager.iter_archive(dl_manager.download(wav_source))
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
@@ -375,115 +512,41 @@ class PopRok(datasets.GeneratorBasedBuilder):
     @staticmethod
     def _members(dl_manager, source: str, extracted: bool, suffix: str) -> Iterator[tuple[str, object]]:
         """(path, file object) of every file in an archive, or below a folder, ending in ``suffix``."""
-        if extracted:
-            yield from _open_each(sorted(_walk(source, suffix)))
-        else:
+        if not extracted:
             yield from dl_manager.iter_archive(dl_manager.download(source))
+            return
+        try:
+            yield from _open_each(sorted(_walk(source, suffix)))
+        except OSError as err:
+            raise PopRokError(f"cannot read {source}: {err}") from err
 
     # ------------------------------------------------------------------------------------ generation
 
     def _generate_examples(self, labels: LabelSet, wav_archive=None, wav_files=None):
+        reader = LoopReader(labels, self.info.features)
         if not self.config.with_audio:
-            yield from self._label_rows(labels)
+            yield from reader.label_rows()
+        elif wav_archive is not None:
+            yield from reader.audio_rows(wav_archive, ARCHIVES["wav"])
+            reader.unmatched_labels(reader.seen)  # the whole archive was read
+        else:  # labels without a WAV were found by _split_generators
+            yield from reader.audio_rows(_open_each(wav_files), self.config.data_dir)
+        self._settle(reader.problems)
+
+    def _settle(self, problems: Problems) -> None:
+        """Raise with every problem, or (on_error="skip") report what was left out and carry on."""
+        if not problems:
             return
-        problems = Problems()
-        seen: set[str] = set()
-        members = wav_archive if wav_archive is not None else _open_each(wav_files)
-        for path, fileobj in members:
-            if is_junk(path) or not path.lower().endswith(".wav"):
-                continue
-            name = Path(path).name[: -len(".wav")]
-            row = self._audio_row(path, name, fileobj.read(), labels, seen, problems)
-            seen.add(name)
-            if row is not None:
-                yield name, row
-        if wav_archive is not None:  # the whole archive was seen: every label must have had its WAV
-            report_unmatched_labels(labels, seen, problems)
-        if problems:
-            raise PopRokError(
-                f"POP-ROK input has {len(problems.entries)} problem(s):\n{problems.report()}\n"
-                "Re-download the archives if they are damaged; report label mismatches upstream "
-                f"({_HOMEPAGE})."
-            )
-
-    def _audio_row(self, path, name, data, labels, seen, problems) -> Optional[dict]:
-        """One example, or None after recording why the loop cannot be one."""
-        try:
-            loop = parse_loop_name(name)
-        except PopRokError as err:
-            problems.add(path, str(err))
-            return None
-        if name in seen:
-            problems.add(path, f"loop {name!r} appears twice in the audio archive")
-            return None
-        try:
-            info = read_wav_info(data)
-        except WavError as err:
-            problems.add(path, f"unreadable WAV: {err}")
-            return None
-        found = (info.sample_rate, info.bits_per_sample, info.channels)
-        if found != (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS):
-            problems.add(path, "is {} Hz / {}-bit / {} channel(s), POP-ROK loops are {} Hz / {}-bit / {}".format(*found, SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS))
-            return None
-        row = self._label_row(loop, labels, problems, path)
-        if row is None:
-            return None
-        audio_path = f"{name}.wav"
-        if os.path.isfile(audio_path):
-            # datasets would store this relative path instead of the bytes, breaking the dataset elsewhere.
-            raise PopRokError(f"{os.path.abspath(audio_path)} exists in the working folder: run from another folder")
-        beats, downbeats = beat_grid(loop.bpm, info.duration)
-        return {
-            "audio": {"bytes": data, "path": audio_path},
-            **row,
-            "duration": _float32(info.duration),
-            "num_bars": round(info.duration * loop.bpm / 60 / BEATS_PER_BAR),
-            "beats": _float32(beats),
-            "downbeats": _float32(downbeats),
-        }
-
-    def _label_row(self, loop: LoopName, labels: LabelSet, problems: Problems, path: str) -> Optional[dict]:
-        """The label fields of a loop, checked against its name and the key map."""
-        label = labels.labels.get(loop.name)
-        if label is None:
-            problems.add(path, f"loop {loop.name!r} has no label in the label archive")
-            return None
-        if label.bpm is not None and abs(label.bpm - loop.bpm) > BPM_TOLERANCE:
-            problems.add(path, f"the file name says {loop.bpm} BPM, its label ({label.source}) says {label.bpm:g}")
-            return None
-        unknown = [n for n in label.notes if n not in labels.key_map]
-        if unknown:
-            problems.add(label.source, f"loop {loop.name!r} plays MIDI note(s) {unknown} that the key map does not name")
-            return None
-        row = {
-            "name": loop.name,
-            "track": loop.track,
-            "bpm": loop.bpm,
-            "genre": loop.genre,
-            "subgenre": loop.subgenre,
-            "notes": list(label.notes),
-            "instruments": [labels.key_map[n] for n in label.notes],
-        }
-        for column in OPTIONAL_LABEL_FIELDS:
-            if column in self.info.features:
-                row[column] = label.optional.get(column)
-        if "extra_labels" in self.info.features:
-            row["extra_labels"] = json.dumps(label.extra, sort_keys=True) if label.extra else None
-        return row
-
-    def _label_rows(self, labels: LabelSet):
-        problems = Problems()
-        for name in sorted(labels.labels):
-            try:
-                loop = parse_loop_name(name)
-            except PopRokError as err:
-                problems.add(labels.labels[name].source, str(err))
-                continue
-            row = self._label_row(loop, labels, problems, labels.labels[name].source)
-            if row is not None:
-                yield name, row
-        if problems:
-            raise PopRokError(f"POP-ROK labels have {len(problems.entries)} problem(s):\n{problems.report()}")
+        if self.config.on_error == "skip":
+            report = f"Left out by on_error='skip' ({len(problems.entries)} problem(s)):\n{problems.report()}"
+            print(f"POP-ROK: {report}", file=sys.stderr)
+            self.info.description = f"{_DESCRIPTION}\n{report}\n"
+            return
+        raise PopRokError(
+            f"POP-ROK input has {len(problems.entries)} problem(s):\n{problems.report()}\n"
+            "What to do: re-download an archive that is damaged; pass on_error='skip' (--on-error skip) to "
+            f"leave the listed loops out; report label mismatches upstream ({_HOMEPAGE})."
+        )
 
 
 def _walk(folder: str, suffix: str) -> Iterator[str]:
