@@ -21,13 +21,16 @@ import re
 import sys
 import tarfile
 import zlib
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import datasets
+from datasets.exceptions import DatasetGenerationError
 import numpy as np
 
+from resumable_download import DownloadError, download, zenodo_record_files
 from tar_writer import TarGzWriter
 from wav_header import WavError, read_wav_info
 
@@ -57,6 +60,7 @@ renders that start on the downbeat.
 
 ARCHIVES = {"wav": "pop_rok_drm_id_001_wav.tar.gz", "json": "pop_rok_drm_id_001_json.tar.gz"}
 ZENODO_FILES_URL = "https://zenodo.org/records/14038284/files"
+ZENODO_RECORD_API = "https://zenodo.org/api/records/14038284"  # the published file list, sizes and md5s
 BASE_URL_ENV = "POP_ROK_BASE_URL"
 
 SAMPLE_RATE = 44100
@@ -92,6 +96,7 @@ TEMPO_KEYS = ("bpm", "tempo")
 OPTIONAL_LABEL_FIELDS = {"style": ("style",), "time_signature": ("time_signature", "timesig", "time_sig")}
 BPM_TOLERANCE = 0.5
 ON_ERROR = ("raise", "skip")
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a truncated or corrupt .tar.gz raises
 
 
 # ------------------------------------------------------------------------------- names, labels, problems
@@ -267,6 +272,22 @@ def beat_grid(bpm: float, duration: float) -> tuple[list[float], list[float]]:
     return beats, beats[::BEATS_PER_BAR]
 
 
+def archive_sources(data_dir: Optional[str], base_url: Optional[str]) -> dict[str, tuple[str, bool]]:
+    """Each archive's (file or URL, False), or (folder, True) for an extracted copy in data_dir.
+
+    In order: data_dir, then base_url, then Zenodo.
+    """
+    if data_dir:
+        folder = os.path.expanduser(data_dir)
+        if not os.path.isdir(folder):
+            raise PopRokError(f"data_dir {folder!r} is not a folder")
+        archives = {kind: os.path.join(folder, name) for kind, name in ARCHIVES.items()}
+        return {kind: (path, False) if os.path.isfile(path) else (folder, True) for kind, path in archives.items()}
+    base = (base_url or ZENODO_FILES_URL).rstrip("/")
+    suffix = "" if base_url else "?download=1"
+    return {kind: (f"{base}/{name}{suffix}", False) for kind, name in ARCHIVES.items()}
+
+
 class LoopReader:
     """Turns label and WAV files into rows, recording every problem: the builder and `validate` share it.
 
@@ -293,9 +314,9 @@ class LoopReader:
                 self.seen.add(name)
                 if row is not None:
                     yield name, row
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        except ARCHIVE_ERRORS as err:
             raise PopRokError(
-                f"{archive} is truncated or corrupt ({type(err).__name__}: {err}) after {self.wav_files} WAV files: "
+                f"{archive} is truncated or corrupt ({type(err).__name__}: {err}) after {len(self.seen)} complete WAV files: "
                 "delete it and download it again"
             ) from err
         if self.wav_files == 0:
@@ -399,6 +420,8 @@ class PopRokConfig(datasets.BuilderConfig):
     with_audio: bool = True
     base_url: Optional[str] = None
     on_error: str = "raise"  # or "skip": leave bad loops out, and report them
+    verify: bool = False  # check downloaded archives' size and md5 against the Zenodo record
+    record_url: str = ZENODO_RECORD_API
 
     def __post_init__(self):
         super().__post_init__()
@@ -464,6 +487,15 @@ class PopRok(datasets.GeneratorBasedBuilder):
             kwargs.setdefault("writer_batch_size", 16)
         super().__init__(*args, **kwargs)
 
+    def download_and_prepare(self, *args, **kwargs):
+        """As datasets' own, but a POP-ROK problem surfaces as itself, not as a DatasetGenerationError."""
+        try:
+            super().download_and_prepare(*args, **kwargs)
+        except DatasetGenerationError as err:
+            if isinstance(err.__cause__, PopRokError):
+                raise err.__cause__ from None
+            raise
+
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=_DESCRIPTION,
@@ -475,20 +507,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
 
     # ---------------------------------------------------------------------------------------- splits
 
-    def _archive_sources(self) -> dict[str, tuple[str, bool]]:
-        """Each archive's (file or URL, False), or (folder, True) for an extracted copy in data_dir."""
-        if self.config.data_dir:
-            folder = os.path.expanduser(self.config.data_dir)
-            if not os.path.isdir(folder):
-                raise PopRokError(f"data_dir {folder!r} is not a folder")
-            archives = {kind: os.path.join(folder, name) for kind, name in ARCHIVES.items()}
-            return {kind: (path, False) if os.path.isfile(path) else (folder, True) for kind, path in archives.items()}
-        base = (self.config.base_url or ZENODO_FILES_URL).rstrip("/")
-        suffix = "" if self.config.base_url else "?download=1"
-        return {kind: (f"{base}/{name}{suffix}", False) for kind, name in ARCHIVES.items()}
-
     def _split_generators(self, dl_manager):
-        sources = self._archive_sources()
+        sources = archive_sources(self.config.data_dir, self.config.base_url)
         labels = read_labels(self._members(dl_manager, *sources["json"], ".json"))
         optional = {column for label in labels.labels.values() for column in label.optional}
         if any(label.extra for label in labels.labels.values()):
@@ -506,19 +526,39 @@ class PopRok(datasets.GeneratorBasedBuilder):
                 reader.unmatched_labels(Path(path).stem for path in gen_kwargs["wav_files"])
                 labels.problems = reader.problems
             else:
-                gen_kwargs["wav_archive"] = dl_manager.iter_archive(dl_manager.download(wav_source))
+                gen_kwargs["wav_archive"] = dl_manager.iter_archive(self._download(dl_manager, wav_source))
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
 
-    @staticmethod
-    def _members(dl_manager, source: str, extracted: bool, suffix: str) -> Iterator[tuple[str, object]]:
+    def _members(self, dl_manager, source: str, extracted: bool, suffix: str) -> Iterator[tuple[str, object]]:
         """(path, file object) of every file in an archive, or below a folder, ending in ``suffix``."""
-        if not extracted:
-            yield from dl_manager.iter_archive(dl_manager.download(source))
+        if extracted:
+            yield from _open_each(sorted(_walk(source, suffix)))
             return
         try:
-            yield from _open_each(sorted(_walk(source, suffix)))
-        except OSError as err:
-            raise PopRokError(f"cannot read {source}: {err}") from err
+            yield from dl_manager.iter_archive(self._download(dl_manager, source))
+        except ARCHIVE_ERRORS as err:
+            raise PopRokError(f"{Path(source.split('?')[0]).name} is truncated or corrupt ({err}): delete it and download it again") from err
+
+    def _download(self, dl_manager, source: str) -> str:
+        """A local path for ``source``; URLs resume after a broken connection and, with verify, match the record.
+
+        Streaming keeps the URL: iter_archive then reads the archive as it arrives.
+        """
+        if dl_manager.is_streaming or not source.startswith(("http://", "https://")):
+            return dl_manager.download(source)
+        name = Path(source.split("?")[0]).name
+        published = zenodo_record_files(self.config.record_url) if self.config.verify else {}
+        if self.config.verify and name not in published:
+            raise PopRokError(f"the record {self.config.record_url} publishes no file named {name}")
+        expected = published.get(name, {})
+        folder = os.path.join(dl_manager.download_config.cache_dir, "pop_rok", hashlib.sha256(source.encode()).hexdigest()[:16])
+        destination = os.path.join(folder, name)
+        if dl_manager.download_config.force_download and os.path.exists(destination):
+            os.remove(destination)
+        try:
+            return str(download(source, destination, expected_size=expected.get("size"), expected_md5=expected.get("md5")))
+        except DownloadError as err:
+            raise PopRokError(str(err)) from err
 
     # ------------------------------------------------------------------------------------ generation
 
@@ -663,11 +703,126 @@ def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop"
     return sample
 
 
+# -------------------------------------------------------------------------------------------- validate
+
+
+class _CountingReader:
+    """Passes a byte stream through, counting and hashing it, so one read both walks and checks an archive."""
+
+    def __init__(self, raw):
+        self.raw, self.size, self.md5 = raw, 0, hashlib.md5()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.size += len(data)
+        self.md5.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+@contextmanager
+def _open_archive(source: str):
+    """A counting reader over a local archive or a URL, read once from start to end."""
+    if source.startswith(("http://", "https://")):
+        import requests
+
+        with requests.get(source, stream=True, timeout=60) as response:
+            response.raise_for_status()
+            yield _CountingReader(response.raw)
+    else:
+        with open(source, "rb") as raw:
+            yield _CountingReader(raw)
+
+
+@dataclass
+class ValidationReport:
+    sources: dict[str, str]
+    labels: int = 0
+    loops: int = 0
+    audio_hours: float = 0.0
+    archives: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (bytes, md5)
+    problems: Problems = field(default_factory=Problems)
+
+    def __str__(self) -> str:
+        lines = ["POP-ROK validation"]
+        lines += [f"  {kind} source: {where}" for kind, where in self.sources.items()]
+        lines += [f"  {name}: {size:,} bytes, md5 {md5}" for name, (size, md5) in self.archives.items()]
+        lines += [f"  labels found: {self.labels}", f"  loops found:  {self.loops}", f"  audio:        {self.audio_hours:.3f} hours"]
+        if not self.problems:
+            return "\n".join(lines + ["no problems found"])
+        return "\n".join(lines + [f"{len(self.problems.entries)} problem(s):", self.problems.report()])
+
+
+def validate(data_dir=None, base_url=None, online=False, record_url=ZENODO_RECORD_API) -> ValidationReport:
+    """Walk both archives once, in flat memory, and report every problem the builder would meet."""
+    sources = archive_sources(data_dir, base_url)
+    report = ValidationReport({kind: where for kind, (where, _) in sources.items()})
+    with ExitStack() as stack:
+        readers = {}
+
+        def members(kind: str):
+            where, extracted = sources[kind]
+            if extracted:
+                return _open_each(sorted(_walk(where, f".{kind}")))
+            readers[ARCHIVES[kind]] = reader = stack.enter_context(_open_archive(where))
+            return datasets.DownloadManager().iter_archive(reader)
+
+        loops = None
+        try:
+            labels = read_labels(members("json"))
+            report.labels = len(labels.labels) + len(labels.rejected)
+            loops = LoopReader(labels, make_features(True, labels.key_map, OPTIONAL_LABEL_FIELDS))
+            for _ in loops.audio_rows(members("wav"), ARCHIVES["wav"]):
+                report.loops += 1
+            loops.unmatched_labels(loops.seen)
+        except (PopRokError, *ARCHIVE_ERRORS) as err:
+            report.problems.add("archives", str(err))
+        if loops is not None:
+            report.audio_hours = loops.audio_seconds / 3600
+            report.problems.entries[:0] = loops.problems.entries
+        for name, reader in readers.items():
+            try:
+                reader.drain()
+            except ARCHIVE_ERRORS as err:
+                report.problems.add(name, f"could not be read to the end: {err}")
+            report.archives[name] = (reader.size, reader.md5.hexdigest())
+    if online:
+        _check_against_record(report, record_url)
+    return report
+
+
+def _check_against_record(report: ValidationReport, record_url: str) -> None:
+    try:
+        published = zenodo_record_files(record_url)
+    except DownloadError as err:
+        report.problems.add(record_url, f"could not fetch the record's file list: {err}")
+        return
+    for name in ARCHIVES.values():
+        if name not in published:
+            report.problems.add(record_url, f"the record publishes no file named {name}")
+        elif name not in report.archives:
+            report.problems.add(name, "is an extracted folder: only the archives can be checked against the record")
+        else:
+            size, md5 = report.archives[name]
+            expected = published[name]
+            if (size, md5) != (expected["size"], expected["md5"]):
+                report.problems.add(
+                    name,
+                    f"is {size:,} bytes with md5 {md5}, the record publishes {expected['size']:,} bytes with md5 "
+                    f"{expected['md5']}: delete it and download it again",
+                )
+
+
 # ------------------------------------------------------------------------------------------ command line
 
 
-def _source_kwargs(args) -> dict:
-    return {key: value for key, value in (("data_dir", args.data_dir), ("base_url", args.base_url), ("cache_dir", args.cache_dir)) if value}
+def _builder_kwargs(args) -> dict:
+    """The builder keywords the command line was given (unset ones keep the config's defaults)."""
+    names = ("data_dir", "base_url", "cache_dir", "on_error", "verify", "record_url")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None)}
 
 
 def summarize(dataset: datasets.Dataset) -> str:
@@ -694,8 +849,14 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data-dir", help="folder holding the two archives, or their extracted contents")
     source.add_argument("--base-url", help=f"URL prefix under which the two archives live (also ${BASE_URL_ENV})")
-    parser.add_argument("--config", choices=[c.name for c in PopRok.BUILDER_CONFIGS], default="default")
+    parser.add_argument("--record-url", help=f"Zenodo record API URL for --verify/--online (default {ZENODO_RECORD_API})")
+
+
+def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_source_arguments(parser)
     parser.add_argument("--cache-dir", help="where datasets caches the prepared dataset")
+    parser.add_argument("--on-error", choices=ON_ERROR, help="raise (default): fail listing every problem; skip: leave bad loops out")
+    parser.add_argument("--verify", action="store_true", help="check downloaded archives' size and md5 against the record")
 
 
 def main(argv=None) -> int:
@@ -709,7 +870,12 @@ def main(argv=None) -> int:
     sample.add_argument("--layout", choices=SAMPLE_LAYOUTS, default="per-loop")
 
     build = commands.add_parser("build", help="download (or find) the archives and prepare the dataset")
-    _add_source_arguments(build)
+    build.add_argument("--config", choices=[c.name for c in PopRok.BUILDER_CONFIGS], default="default")
+    _add_build_arguments(build)
+
+    check = commands.add_parser("validate", help="walk both archives and report every problem (exit 0: none)")
+    _add_source_arguments(check)
+    check.add_argument("--online", action="store_true", help="also check the archives' size and md5 against the Zenodo record")
 
     args = parser.parse_args(argv)
     try:
@@ -717,8 +883,12 @@ def main(argv=None) -> int:
             loops = make_sample(args.out_dir, args.loops, args.seed, args.layout)
             print(f"wrote {len(loops)} loops ({args.layout} layout) to {args.out_dir}: {', '.join(ARCHIVES.values())}")
         elif args.command == "build":
-            dataset = load_pop_rok(split="train", config=args.config, **_source_kwargs(args))
+            dataset = load_pop_rok(split="train", config=args.config, **_builder_kwargs(args))
             print(summarize(dataset))
+        elif args.command == "validate":
+            report = validate(args.data_dir, args.base_url, args.online, args.record_url or ZENODO_RECORD_API)
+            print(report)
+            return 0 if not report.problems else 1
     except (PopRokError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
