@@ -483,8 +483,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
         preset = next((c for c in self.BUILDER_CONFIGS if c.name == config_name), None)
         if kwargs.get("with_audio", preset.with_audio if preset else True):
             require_audio_stack()  # before the builder touches the cache
-            # A row holds a 2.6 MB WAV: small writer batches keep memory flat.
-            kwargs.setdefault("writer_batch_size", 16)
+            # A row holds a 2.6 MB WAV: batches of 4 (~10 MB) keep memory flat, and measured faster than 16.
+            kwargs.setdefault("writer_batch_size", 4)
         super().__init__(*args, **kwargs)
 
     def download_and_prepare(self, *args, **kwargs):
