@@ -1,0 +1,273 @@
+"""The Parquet copy against the builder: what `load_dataset` reads back from the folder, with nothing but
+`datasets`, must be the builder's rows and features; shards, row groups and the card must hold the limits."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from huggingface_hub import DatasetCard
+
+import datasets
+import pop_rok
+from conftest import REAL_EXAMPLES
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from drum_synth import wav_bytes
+from parquet_copy import encode_flac, size_category, write_parquet_copy
+from stats_figure import plot_label_stats
+
+CONFIGS = ("default", "labels")
+LIMITS = dict(min_shards=3, max_shard_bytes=8_000_000, max_row_group_bytes=6_000_000, max_row_group_rows=256)
+CARD_METADATA = {
+    "license": "cc-by-4.0",
+    "pretty_name": "POP-ROK",
+    "task_categories": ["audio-classification"],
+    "tags": ["audio", "music", "drums"],
+}
+CARD_BODY = (Path(__file__).resolve().parents[1] / "dataset_card.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, datasets.DatasetDict]:
+    """Both configs as the builder makes them from six generated loops."""
+    folder = tmp_path_factory.mktemp("pop_rok")
+    pop_rok.make_sample(folder / "archives", loops=6, seed=5)
+    source = dict(data_dir=str(folder / "archives"), cache_dir=str(folder / "cache"))
+    return {config: pop_rok.load_pop_rok(split=None, config=config, **source) for config in CONFIGS}
+
+
+@pytest.fixture(scope="module", params=["wav", "flac"])
+def exported(request, built, tmp_path_factory):
+    """(audio format, folder, summary) of a Parquet copy of both configs."""
+    audio_format = request.param
+    out = tmp_path_factory.mktemp(f"copy_{audio_format}")
+    body = CARD_BODY.replace("{{repo_id}}", "waivops/pop-rok").replace("{{audio_format}}", audio_format.upper())
+    summary = write_parquet_copy(
+        out, built, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, **LIMITS
+    )
+    return audio_format, out, summary
+
+
+def undecoded_rows(dataset) -> list[dict]:
+    if "audio" in dataset.features:
+        dataset = dataset.cast_column("audio", datasets.Audio(sampling_rate=44100, decode=False))
+    return list(dataset)
+
+
+def int16_samples(data: bytes) -> tuple[np.ndarray, int]:
+    return sf.read(io.BytesIO(data), dtype="int16")
+
+
+def assert_same_rows(copied: list[dict], original: list[dict], audio_format: str) -> None:
+    """Same rows in the same order; audio stored unchanged (wav) or as the same samples (flac)."""
+    assert len(copied) == len(original) == 6
+    for got, want in zip(copied, original):
+        if "audio" in want:
+            got, want = dict(got), dict(want)
+            got_audio, want_audio = got.pop("audio"), want.pop("audio")
+            if audio_format == "wav":
+                assert got_audio == want_audio
+            else:
+                assert got_audio["path"] == want_audio["path"].removesuffix(".wav") + ".flac"
+                got_samples, got_rate = int16_samples(got_audio["bytes"])
+                want_samples, want_rate = int16_samples(want_audio["bytes"])
+                assert got_rate == want_rate == 44100
+                np.testing.assert_array_equal(got_samples, want_samples)
+        assert got == want
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_load_dataset_reads_the_builders_rows(exported, built, config, tmp_path):
+    audio_format, out, _ = exported
+    loaded = datasets.load_dataset(str(out), config, split="train", cache_dir=str(tmp_path))
+    assert loaded.features == built[config]["train"].features
+    assert_same_rows(undecoded_rows(loaded), undecoded_rows(built[config]["train"]), audio_format)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_streaming_reads_the_builders_rows(exported, built, config):
+    audio_format, out, _ = exported
+    stream = datasets.load_dataset(str(out), config, split="train", streaming=True)
+    assert stream.features == built[config]["train"].features
+    assert_same_rows(undecoded_rows(stream), undecoded_rows(built[config]["train"]), audio_format)
+
+
+def test_default_config_loads_without_a_name(exported, tmp_path):
+    _, out, _ = exported
+    loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path))
+    assert "audio" in loaded.features
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_shards_and_row_groups_stay_within_the_limits(exported, config):
+    _, out, summary = exported
+    files = summary[config]["train"]
+    # Six rows of about 3 MB: three shards of two rows each fit 8 MB; min_shards asks for three too.
+    assert [file["path"] for file in files] == [f"data/{config}/train-{i:05d}-of-00003.parquet" for i in range(3)]
+    on_disk = sorted(path.relative_to(out).as_posix() for path in out.glob(f"data/{config}/*"))
+    assert on_disk == [file["path"] for file in files]
+    assert sum(file["rows"] for file in files) == 6
+    for file in files:
+        path = out / file["path"]
+        assert file["bytes"] == path.stat().st_size <= LIMITS["max_shard_bytes"]
+        metadata = pq.ParquetFile(path).metadata
+        assert metadata.num_rows == file["rows"]
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            assert group.total_byte_size <= LIMITS["max_row_group_bytes"]
+            assert group.num_rows <= LIMITS["max_row_group_rows"]
+
+
+def test_row_groups_hold_at_most_max_row_group_rows(built, tmp_path):
+    write_parquet_copy(
+        tmp_path, {"labels": built["labels"]}, card_body="", card_metadata={}, min_shards=1, max_row_group_rows=4
+    )
+    (shard,) = (tmp_path / "data" / "labels").glob("*.parquet")
+    metadata = pq.ParquetFile(shard).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [4, 2]
+
+
+def test_a_new_copy_replaces_the_old_shards(built, tmp_path):
+    labels = {"labels": built["labels"]}
+    write_parquet_copy(tmp_path, labels, card_body="", card_metadata={}, num_shards=3)
+    summary = write_parquet_copy(tmp_path, labels, card_body="", card_metadata={}, num_shards=2)
+    shards = sorted(path.name for path in (tmp_path / "data" / "labels").iterdir())
+    assert shards == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    assert [file["rows"] for file in summary["labels"]["train"]] == [3, 3]
+    loaded = datasets.load_dataset(str(tmp_path), "labels", split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.num_rows == 6
+
+
+def test_card_declares_configs_features_and_sizes(exported, built):
+    _, out, summary = exported
+    card = DatasetCard.load(out / "README.md")
+    data = card.data.to_dict()
+    for key, value in CARD_METADATA.items():
+        assert data[key] == value
+    assert data["size_categories"] == "n<1K"
+
+    assert data["configs"] == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/default/train-*"}], "default": True},
+        {"config_name": "labels", "data_files": [{"split": "train", "path": "data/labels/train-*"}]},
+    ]
+    assert MetadataConfigs.from_dataset_card_data(card.data).get_default_config_name() == "default"
+
+    yaml_features = {f["name"]: f for f in data["dataset_info"][0]["features"]}
+    assert yaml_features["audio"]["dtype"] == {"audio": {"sampling_rate": 44100}}
+    names = yaml_features["instruments"]["list"]["class_label"]["names"]
+    assert list(names.values()) == list(pop_rok.KEY_MAP.values())
+
+    infos = DatasetInfosDict.from_dataset_card_data(card.data)
+    assert list(infos) == list(CONFIGS)
+    for config, info in infos.items():
+        assert info.features == built[config]["train"].features
+        assert info.splits["train"].num_examples == 6
+        assert info.splits["train"].num_bytes == info.dataset_size > 0
+        assert info.download_size == sum(file["bytes"] for file in summary[config]["train"])
+
+    assert pop_rok._CITATION.strip() in card.text
+    assert "10.5281/zenodo.14038284" in card.text
+    assert "{{" not in card.text
+
+
+def test_flac_copy_is_smaller(built, tmp_path_factory):
+    """On the generated sample: its white noise floor (drum_synth) keeps FLAC above half, see the real-audio test."""
+    sizes = {}
+    for audio_format in ("wav", "flac"):
+        out = tmp_path_factory.mktemp(f"size_{audio_format}")
+        summary = write_parquet_copy(
+            out, {"default": built["default"]}, card_body="", card_metadata={}, audio_format=audio_format, num_shards=1
+        )
+        sizes[audio_format] = summary["default"]["train"][0]["bytes"]
+    assert sizes["flac"] <= 0.75 * sizes["wav"]
+
+
+@pytest.mark.skipif(not REAL_EXAMPLES.is_dir(), reason="no real POP-ROK examples on this machine")
+def test_flac_halves_real_drums_bit_for_bit():
+    """Real loops (decoded from their MP3 previews to 16-bit WAV): FLAC keeps every sample in < 0.6 of the bytes."""
+    wav_total = flac_total = 0
+    for mp3 in sorted(REAL_EXAMPLES.glob("*.mp3")):
+        samples, rate = sf.read(mp3, dtype="int16")
+        wav = wav_bytes(samples, rate)
+        flac = encode_flac(wav)
+        decoded, decoded_rate = int16_samples(flac)
+        assert decoded_rate == rate == 44100
+        np.testing.assert_array_equal(decoded, samples)
+        wav_total, flac_total = wav_total + len(wav), flac_total + len(flac)
+    assert wav_total and flac_total <= 0.6 * wav_total
+
+
+def test_encode_flac_keeps_24_bit_and_refuses_lossy_input():
+    samples = (np.random.default_rng(0).integers(-(2**23), 2**23, size=(4410, 2)) << 8).astype(np.int32)
+    wav = io.BytesIO()
+    sf.write(wav, samples, 44100, format="WAV", subtype="PCM_24")
+    decoded, _ = sf.read(io.BytesIO(encode_flac(wav.getvalue())), dtype="int32")
+    np.testing.assert_array_equal(decoded, samples)
+
+    floats = io.BytesIO()
+    sf.write(floats, samples / 2**31, 44100, format="WAV", subtype="FLOAT")
+    with pytest.raises(ValueError, match="FLOAT"):
+        encode_flac(floats.getvalue())
+
+
+@pytest.mark.parametrize("audio_format", ["wav", "flac"])
+def test_audio_that_points_to_files_is_embedded(audio_format, tmp_path):
+    loops = []
+    for index in range(2):
+        samples = np.random.default_rng(index).integers(-3000, 3000, size=(2000, 2)).astype(np.int16)
+        path = tmp_path / f"loop{index}.wav"
+        path.write_bytes(wav_bytes(samples, 44100))
+        loops.append((path, samples))
+    dataset = datasets.Dataset.from_dict({"audio": [str(path) for path, _ in loops]})
+    dataset = dataset.cast_column("audio", datasets.Audio(sampling_rate=44100))
+    out = tmp_path / "copy"
+    configs = {"default": datasets.DatasetDict(train=dataset)}
+    write_parquet_copy(out, configs, card_body="", card_metadata={}, audio_format=audio_format)
+    for path, _ in loops:
+        path.unlink()  # the copy must stand alone
+    rows = undecoded_rows(datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache")))
+    for row, (path, samples) in zip(rows, loops):
+        assert row["audio"]["path"] == f"{path.stem}.{audio_format}"
+        np.testing.assert_array_equal(int16_samples(row["audio"]["bytes"])[0], samples)
+
+
+def test_bad_input_is_refused_before_any_work(built, tmp_path):
+    labels = {"labels": built["labels"]}
+    mixed = datasets.DatasetDict(train=built["labels"]["train"], test=built["default"]["train"])
+    cases = [
+        (dict(configs=labels, audio_format="mp3"), "audio_format"),
+        (dict(configs={}), "empty"),
+        (dict(configs={"labels": datasets.DatasetDict()}), "no split"),
+        (dict(configs={"labels": datasets.DatasetDict(train=built["labels"]["train"].select([]))}), "no rows"),
+        (dict(configs=labels, num_shards=0), "num_shards"),
+        (dict(configs=labels, max_row_group_rows=0), "max_row_group_rows"),
+        (dict(configs=labels, card_metadata={"configs": []}), "configs"),
+        (dict(configs={"labels": mixed}), "different features"),
+        (dict(configs={"labels": datasets.DatasetDict({"train-1": built["labels"]["train"]})}), "split"),
+    ]
+    for kwargs, message in cases:
+        kwargs = {"card_body": "", "card_metadata": {}, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            write_parquet_copy(tmp_path, **kwargs)
+    assert not any(tmp_path.iterdir())
+
+
+def test_size_categories():
+    rows = (0, 999, 1000, 5378, 10_000, 2 * 10**12)
+    assert [size_category(n) for n in rows] == ["n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "n>1T"]
+
+
+def test_stats_figure_is_a_png(built, tmp_path):
+    rows = built["default"]["train"].select_columns(["bpm", "instruments", "duration"])
+    names = rows.features["instruments"].feature.names
+    instruments = [[names[i] for i in row] for row in rows["instruments"]]
+    path = plot_label_stats(tmp_path / "stats.png", list(rows["bpm"]), instruments, names, list(rows["duration"]))
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1400, 1100)
