@@ -643,6 +643,70 @@ def load_pop_rok(split=None, streaming=False, config="default", **builder_kwargs
     return builder.as_dataset(split=split)
 
 
+# ------------------------------------------------------------------------------------ export and push
+
+CONFIG_NAMES = ("default", "labels")
+CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
+CARD_METADATA = {
+    "license": _LICENSE,
+    "pretty_name": "POP-ROK: pop-rock drum loops with MIDI drum labels",
+    "task_categories": ["audio-classification"],
+    "tags": ["music", "drums", "mir", "drum-transcription", "tempo-estimation", "beat-tracking", "synthetic"],
+}
+AUDIO_FORMAT_NOTES = {
+    "wav": "WAV, the archive's original 16-bit 44.1 kHz stereo bytes, unchanged",
+    "flac": "FLAC, re-encoded losslessly from the original WAV (decodes to the same samples, bit for bit)",
+}
+PLACEHOLDER_REPO_ID = "<org>/pop-rok"
+
+
+def _config_names(config: str) -> list[str]:
+    return list(CONFIG_NAMES) if config == "all" else [config]
+
+
+def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=None, repo_id=None, **builder_kwargs) -> dict:
+    """Write the script-free Parquet copy of ``config`` ("all" for both) with its card and figure."""
+    from parquet_copy import write_parquet_copy
+    from stats_figure import plot_label_stats
+
+    if audio_format not in AUDIO_FORMAT_NOTES:
+        raise PopRokError(f"audio_format must be one of {', '.join(AUDIO_FORMAT_NOTES)}, got {audio_format!r}")
+    prepared = {name: load_pop_rok(config=name, **builder_kwargs) for name in _config_names(config)}
+    body = (
+        CARD_TEMPLATE.read_text(encoding="utf-8")
+        .replace("{{repo_id}}", repo_id or PLACEHOLDER_REPO_ID)
+        .replace("{{audio_format}}", AUDIO_FORMAT_NOTES[audio_format])
+    )
+    summary = write_parquet_copy(
+        out_dir, prepared, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, num_shards=num_shards
+    )
+    labels = prepared["labels"]["train"] if "labels" in prepared else load_pop_rok(split="train", config="labels", **builder_kwargs)
+    names = labels.features["instruments"].feature.names
+    columns = labels.select_columns(["bpm", "instruments"]).to_dict()
+    plot_label_stats(
+        Path(out_dir) / "stats.png",
+        bpm=columns["bpm"],
+        instruments=[[names[i] for i in row] for row in columns["instruments"]],
+        instrument_names=names,
+        durations=[BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm for bpm in columns["bpm"]],
+    )
+    return summary
+
+
+def push(repo_id: str, config: str = "all", audio_format: str = "wav", *, private=False, revision=None, create_pr=False, token=None, num_shards=None, **builder_kwargs):
+    """Export into a staging folder and publish it to ``repo_id`` in one commit; returns the CommitInfo."""
+    import tempfile
+
+    from hub_publish import publish_folder
+
+    with tempfile.TemporaryDirectory(prefix="pop_rok_push_") as staging:
+        export(staging, config, audio_format, num_shards=num_shards, repo_id=repo_id, **builder_kwargs)
+        return publish_folder(
+            staging, repo_id, _config_names(config), private=private, revision=revision, create_pr=create_pr, token=token,
+            commit_message=f"POP-ROK {config} config(s), {audio_format} audio",
+        )
+
+
 # ------------------------------------------------------------------------------------- synthetic sample
 
 SAMPLE_LAYOUTS = ("per-loop", "aggregated")
@@ -845,6 +909,28 @@ def summarize(dataset: datasets.Dataset) -> str:
     return "\n".join(lines)
 
 
+def _describe_export(out_dir, summary: dict) -> str:
+    lines = [f"wrote {out_dir}:"]
+    for config, splits in summary.items():
+        for split, files in splits.items():
+            total = sum(f["bytes"] for f in files)
+            lines.append(f"  {config}/{split}: {sum(f['rows'] for f in files)} rows in {len(files)} shard(s), {total / 1e6:.1f} MB")
+    lines.append("  README.md (dataset card with YAML), stats.png")
+    return "\n".join(lines)
+
+
+def show_rows(path: str, config: str, rows: int, streaming: bool = False) -> str:
+    """Rows of a Parquet copy as `load_dataset` returns them, with no project code involved in reading."""
+    dataset = datasets.load_dataset(path, config, split="train", streaming=streaming)
+    lines = [f"{path} [{config}]: {dataset.features}"]
+    for row in dataset.take(rows) if streaming else dataset.select(range(min(rows, dataset.num_rows))):
+        if "audio" in row:
+            samples = row["audio"].get_all_samples()
+            row["audio"] = f"{tuple(samples.data.shape)} samples at {samples.sample_rate} Hz"
+        lines.append(json.dumps({k: v for k, v in row.items() if k not in ("beats", "downbeats")}, default=str))
+    return "\n".join(lines)
+
+
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data-dir", help="folder holding the two archives, or their extracted contents")
@@ -857,6 +943,13 @@ def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where datasets caches the prepared dataset")
     parser.add_argument("--on-error", choices=ON_ERROR, help="raise (default): fail listing every problem; skip: leave bad loops out")
     parser.add_argument("--verify", action="store_true", help="check downloaded archives' size and md5 against the record")
+
+
+def _add_copy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", choices=[*CONFIG_NAMES, "all"], default="all")
+    parser.add_argument("--audio-format", choices=list(AUDIO_FORMAT_NOTES), default="wav")
+    parser.add_argument("--num-shards", type=int, help="Parquet shards per config (default: from the data size)")
+    _add_build_arguments(parser)
 
 
 def main(argv=None) -> int:
@@ -873,6 +966,24 @@ def main(argv=None) -> int:
     build.add_argument("--config", choices=[c.name for c in PopRok.BUILDER_CONFIGS], default="default")
     _add_build_arguments(build)
 
+    export_command = commands.add_parser("export", help="write the script-free Parquet copy with its dataset card")
+    export_command.add_argument("out_dir")
+    _add_copy_arguments(export_command)
+
+    push_command = commands.add_parser("push", help="publish the Parquet copy and card to the Hub")
+    push_command.add_argument("repo_id")
+    _add_copy_arguments(push_command)
+    push_command.add_argument("--private", action="store_true")
+    push_command.add_argument("--revision", help="branch to push to (created if missing)")
+    push_command.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    push_command.add_argument("--token", help="a write token (default: $HF_TOKEN or the stored login)")
+
+    show = commands.add_parser("show", help="load a Parquet copy (folder or Hub repo) with load_dataset and print rows")
+    show.add_argument("path", help="an export folder or a Hub repo id")
+    show.add_argument("--config", choices=CONFIG_NAMES, default="default")
+    show.add_argument("--rows", type=int, default=3)
+    show.add_argument("--streaming", action="store_true")
+
     check = commands.add_parser("validate", help="walk both archives and report every problem (exit 0: none)")
     _add_source_arguments(check)
     check.add_argument("--online", action="store_true", help="also check the archives' size and md5 against the Zenodo record")
@@ -885,6 +996,19 @@ def main(argv=None) -> int:
         elif args.command == "build":
             dataset = load_pop_rok(split="train", config=args.config, **_builder_kwargs(args))
             print(summarize(dataset))
+        elif args.command == "export":
+            summary = export(args.out_dir, args.config, args.audio_format, args.num_shards, **_builder_kwargs(args))
+            print(_describe_export(args.out_dir, summary))
+        elif args.command == "push":
+            commit = push(
+                args.repo_id, args.config, args.audio_format, private=args.private, revision=args.revision,
+                create_pr=args.create_pr, token=args.token, num_shards=args.num_shards, **_builder_kwargs(args),
+            )
+            print(f"published: {commit.pr_url or commit.commit_url}")
+            print(f"repo: {commit.repo_url}")
+            print(f'load it: datasets.load_dataset("{args.repo_id}", split="train")  # or "labels"; streaming=True')
+        elif args.command == "show":
+            print(show_rows(args.path, args.config, args.rows, args.streaming))
         elif args.command == "validate":
             report = validate(args.data_dir, args.base_url, args.online, args.record_url or ZENODO_RECORD_API)
             print(report)

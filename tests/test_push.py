@@ -1,0 +1,185 @@
+"""`python pop_rok.py push` against the loopback Hub, read back by the real `datasets` client in fresh processes.
+
+The clients are pointed at tests/hub_server.py by environment variables only (HF_ENDPOINT, HF_TOKEN,
+HF_HUB_DISABLE_XET, empty HF_HOME and datasets cache), as a user's machine would be at the real Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from huggingface_hub import DatasetCard
+
+import pop_rok
+from drum_synth import render_loop
+from tests.hub_server import HubServer
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "hf_PopRokLoopbackToken0123456789"
+REPO = "user/pop-rok"
+VIEWER_ROW_GROUP_BYTES = 300_000_000
+
+# Prints, for every row of a config, the label fields and a hash of the decoded int16 samples.
+READ_BACK = """
+import hashlib, json, sys
+import numpy as np
+from datasets import load_dataset
+
+repo, config, streaming = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+rows = []
+for row in load_dataset(repo, config, split="train", streaming=streaming):
+    if "audio" in row:
+        decoded = row.pop("audio").get_all_samples()
+        samples = np.round(decoded.data.numpy().T * 32768).astype("<i2")
+        row["audio"] = [decoded.sample_rate, list(samples.shape), hashlib.sha256(samples.tobytes()).hexdigest()]
+    rows.append(row)
+print(json.dumps(rows))
+"""
+
+
+def client_env(hub: HubServer, home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_HUB_DISABLE_XET="1",
+        HF_TOKEN=TOKEN,
+        HF_HOME=str(home / "hf_home"),
+        HF_DATASETS_CACHE=str(home / "datasets_cache"),
+    )
+    return env
+
+
+def run(hub: HubServer, home: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=client_env(hub, home), capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert TOKEN not in result.stdout + result.stderr
+    return result
+
+
+def push(hub, home, sample_dir, cache, *extra):
+    return run(hub, home, "pop_rok.py", "push", REPO, "--data-dir", str(sample_dir), "--cache-dir", str(cache), *extra)
+
+
+def read_back(hub, tmp_path_factory, config, streaming=False) -> list[dict]:
+    home = tmp_path_factory.mktemp("reader")  # a fresh process with an empty cache
+    return json.loads(run(hub, home, "-c", READ_BACK, REPO, config, "1" if streaming else "0").stdout)
+
+
+def expected_rows(sample, cache, config) -> list[dict]:
+    """The builder's rows, with audio as READ_BACK prints it, computed from the generator's own render."""
+    folder, manifest = sample
+    by_name = {loop.name: loop for loop in manifest}
+    dataset = pop_rok.load_pop_rok(split="train", config=config, data_dir=str(folder), cache_dir=str(cache))
+    rows = []
+    for row in dataset.remove_columns([c for c in ("audio",) if c in dataset.column_names]):
+        if config == "default":
+            loop = by_name[row["name"]]
+            rendered, _ = render_loop(list(loop.notes), loop.bpm, bars=8, sample_rate=44100, seed=loop.seed)
+            row["audio"] = [44100, list(rendered.shape), hashlib.sha256(rendered.astype("<i2").tobytes()).hexdigest()]
+        rows.append(row)
+    return json.loads(json.dumps(rows))
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubServer(tmp_path_factory.mktemp("hub"), token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("push_sample")
+    return folder, pop_rok.make_sample(folder, loops=4, seed=11, layout="per-loop")
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, sample, tmp_path_factory):
+    """Both configs pushed once, as a first-time publisher would."""
+    home, cache = tmp_path_factory.mktemp("publisher"), tmp_path_factory.mktemp("build_cache")
+    result = push(hub, home, sample[0], cache)
+    return home, cache, result
+
+
+def data_files(hub, config) -> dict[str, int]:
+    return {path: size for path, size in hub.list_files(REPO).items() if path.startswith(f"data/{config}/")}
+
+
+def test_push_prints_where_and_how_to_load(pushed):
+    _, _, result = pushed
+    assert f"/datasets/{REPO}" in result.stdout
+    assert f'load_dataset("{REPO}"' in result.stdout
+
+
+def test_pushed_repo_is_viewer_ready(hub, pushed, sample, tmp_path):
+    files = hub.list_files(REPO)
+    assert not any(path.endswith(".py") for path in files), "no loading script"
+    assert {"README.md", "stats.png"} <= set(files)
+    card = DatasetCard(hub.read_file(REPO, "README.md").decode())
+    data = card.data.to_dict()
+    assert data["license"] == "cc-by-4.0"
+    assert {c["config_name"] for c in data["configs"]} == {"default", "labels"}
+    infos = {info["config_name"]: info for info in data["dataset_info"]}
+    audio = next(f for f in infos["default"]["features"] if f["name"] == "audio")
+    assert audio["dtype"]["audio"]["sampling_rate"] == 44100
+    instruments = next(f for f in infos["labels"]["features"] if f["name"] == "instruments")
+    assert list(instruments["list"]["class_label"]["names"].values()) == list(pop_rok.KEY_MAP.values())
+    for config in ("default", "labels"):
+        assert infos[config]["splits"][0]["num_examples"] == len(sample[1])
+        for path in data_files(hub, config):
+            parquet = pq.ParquetFile(io.BytesIO(hub.read_file(REPO, path)))
+            for group in range(parquet.num_row_groups):
+                meta = parquet.metadata.row_group(group)
+                assert meta.total_byte_size < VIEWER_ROW_GROUP_BYTES and meta.num_rows <= 300
+            if config == "default":
+                paths = parquet.read(columns=["audio"]).column("audio").combine_chunks().field("path").to_pylist()
+                assert all(p.endswith(".wav") for p in paths)
+    assert "10.5281/zenodo.14038284" in card.text
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_load_dataset_reads_back_the_builders_rows(hub, pushed, sample, streaming, tmp_path_factory):
+    _, cache, _ = pushed
+    for config in ("default", "labels"):
+        assert read_back(hub, tmp_path_factory, config, streaming) == expected_rows(sample, cache, config)
+
+
+def test_pushing_again_changes_nothing(hub, pushed, sample):
+    home, cache, _ = pushed
+    before_files, before_commits = hub.list_files(REPO), hub.commits(REPO)
+    push(hub, home, sample[0], cache)
+    assert hub.list_files(REPO) == before_files
+    assert len(hub.commits(REPO)) == len(before_commits), "an identical push must make no commit"
+
+
+def test_pushing_one_config_leaves_the_other_intact(hub, pushed, sample, tmp_path_factory):
+    home, cache, _ = pushed
+    default_before = {p: hub.read_file(REPO, p) for p in data_files(hub, "default")}
+    push(hub, home, sample[0], cache, "--config", "labels", "--num-shards", "2")
+    assert {p: hub.read_file(REPO, p) for p in data_files(hub, "default")} == default_before
+    assert len(data_files(hub, "labels")) == 2, "the labels shards were replaced, none orphaned"
+    card = DatasetCard(hub.read_file(REPO, "README.md").decode()).data.to_dict()
+    assert {c["config_name"] for c in card["configs"]} == {"default", "labels"}
+    assert {i["config_name"] for i in card["dataset_info"]} == {"default", "labels"}
+    assert read_back(hub, tmp_path_factory, "labels") == expected_rows(sample, cache, "labels")
+
+
+def test_flac_push_replaces_the_wav_shards_and_decodes_to_the_same_samples(hub, pushed, sample, tmp_path_factory):
+    home, cache, _ = pushed
+    push(hub, home, sample[0], cache, "--config", "default", "--audio-format", "flac")
+    for path in data_files(hub, "default"):
+        parquet = pq.read_table(io.BytesIO(hub.read_file(REPO, path)), columns=["audio"])
+        assert all(p.endswith(".flac") for p in parquet.column("audio").combine_chunks().field("path").to_pylist()), path
+    card = DatasetCard(hub.read_file(REPO, "README.md").decode())
+    assert "FLAC" in card.text
+    assert read_back(hub, tmp_path_factory, "default") == expected_rows(sample, cache, "default")
+    assert read_back(hub, tmp_path_factory, "default", streaming=True) == expected_rows(sample, cache, "default")
