@@ -366,8 +366,8 @@ class LoopReader:
         }
 
     def label_rows(self) -> Iterator[tuple[str, dict]]:
-        """(name, row) for every good label, for the labels-only config."""
-        for name in sorted(self.labels.labels):
+        """(name, row) for every good label, for the labels-only config, in playlist (track) order."""
+        for name in sorted(self.labels.labels, key=lambda name: (name[-4:], name)):  # valid names end in the track
             source = self.labels.labels[name].source
             try:
                 row = self.label_row(parse_loop_name(name), source)
@@ -923,7 +923,9 @@ def show_rows(path: str, config: str, rows: int, streaming: bool = False) -> str
     """Rows of a Parquet copy as `load_dataset` returns them, with no project code involved in reading."""
     dataset = datasets.load_dataset(path, config, split="train", streaming=streaming)
     lines = [f"{path} [{config}]: {dataset.features}"]
+    instruments = dataset.features["instruments"].feature
     for row in dataset.take(rows) if streaming else dataset.select(range(min(rows, dataset.num_rows))):
+        row["instruments"] = instruments.int2str(row["instruments"])
         if "audio" in row:
             samples = row["audio"].get_all_samples()
             row["audio"] = f"{tuple(samples.data.shape)} samples at {samples.sample_rate} Hz"
