@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
 import math
 import os
 import re
@@ -27,20 +26,18 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import datasets
-from datasets.exceptions import DatasetGenerationError
 import numpy as np
+from datasets.exceptions import DatasetGenerationError
 
 from resumable_download import DownloadError, download, zenodo_record_files
 from tar_writer import TarGzWriter
 from wav_header import WavError, read_wav_info
 
-logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------- constants
 
 _HOMEPAGE = "https://zenodo.org/records/14038284"
 _LICENSE = "cc-by-4.0"
-_DOI = "10.5281/zenodo.14038284"
 _CITATION = """\
 @dataset{waivops_pop_rok_2024,
   author    = {WaivOps and Patchbanks},
@@ -444,7 +441,7 @@ def make_features(with_audio: bool, key_map: dict[int, str], optional_fields: It
         genre=datasets.Value("string"),
         subgenre=datasets.Value("string"),
         notes=datasets.List(datasets.Value("int32")),
-        instruments=datasets.List(datasets.ClassLabel(names=list(key_map.values()))),
+        instruments=datasets.List(datasets.ClassLabel(names=list(dict.fromkeys(key_map.values())))),
     )
     if with_audio:
         columns.update(
