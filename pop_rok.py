@@ -770,13 +770,14 @@ def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop"
 class _CountingReader:
     """Passes a byte stream through, counting and hashing it, so one read both walks and checks an archive."""
 
-    def __init__(self, raw):
-        self.raw, self.size, self.md5 = raw, 0, hashlib.md5()
+    def __init__(self, raw, progress):
+        self.raw, self.progress, self.size, self.md5 = raw, progress, 0, hashlib.md5()
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
         self.size += len(data)
         self.md5.update(data)
+        self.progress.update(len(data))
         return data
 
     def drain(self) -> None:
@@ -786,16 +787,21 @@ class _CountingReader:
 
 @contextmanager
 def _open_archive(source: str):
-    """A counting reader over a local archive or a URL, read once from start to end."""
-    if source.startswith(("http://", "https://")):
-        import requests
+    """A counting reader over a local archive or a URL, read once from start to end, with a progress bar."""
+    from tqdm.auto import tqdm
 
-        with requests.get(source, stream=True, timeout=60) as response:
+    name = Path(source.split("?")[0]).name
+    with ExitStack() as stack:
+        if source.startswith(("http://", "https://")):
+            import requests
+
+            response = stack.enter_context(requests.get(source, stream=True, timeout=60))
             response.raise_for_status()
-            yield _CountingReader(response.raw)
-    else:
-        with open(source, "rb") as raw:
-            yield _CountingReader(raw)
+            raw, size = response.raw, int(response.headers.get("Content-Length", 0)) or None
+        else:
+            raw, size = stack.enter_context(open(source, "rb")), os.path.getsize(source)
+        progress = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, desc=f"Checking {name}", file=sys.stderr))
+        yield _CountingReader(raw, progress)
 
 
 @dataclass
