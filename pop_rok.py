@@ -12,15 +12,15 @@ then the one-liner, the synthetic sample and the command line (``python pop_rok.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
 import os
 import re
 import sys
-import tarfile
-import zlib
-from contextlib import ExitStack, contextmanager
+import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -29,6 +29,9 @@ import datasets
 import numpy as np
 from datasets.exceptions import DatasetGenerationError
 
+from datasets.utils.file_utils import xopen
+
+from checked_tar import ArchiveError, CheckedTarGz
 from resumable_download import DownloadError, download, zenodo_record_files
 from tar_writer import TarGzWriter
 from wav_header import WavError, read_wav_info
@@ -84,7 +87,7 @@ KEY_MAP = {
 KEY_MAP_FIELD = "key_map_drum_note_labels"
 
 # {bpm}bpm_{genre}_{subgenre}_drm_id_001_{track:04d}: pop = genre, rok = rock, drm = drums, id 001.
-LOOP_NAME = re.compile(r"(?P<bpm>\d{2,3})bpm_(?P<genre>pop)_(?P<subgenre>rok)_drm_id_001_(?P<track>\d{4})")
+LOOP_NAME = re.compile(r"(?P<bpm>[1-9][0-9]{1,2})bpm_(?P<genre>pop)_(?P<subgenre>rok)_drm_id_001_(?P<track>[0-9]{4})")
 GENRES = {"pop": "pop"}
 SUBGENRES = {"rok": "rock"}
 
@@ -93,7 +96,6 @@ TEMPO_KEYS = ("bpm", "tempo")
 OPTIONAL_LABEL_FIELDS = {"style": ("style",), "time_signature": ("time_signature", "timesig", "time_sig")}
 BPM_TOLERANCE = 0.5
 ON_ERROR = ("raise", "skip")
-ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a truncated or corrupt .tar.gz raises
 
 
 # ------------------------------------------------------------------------------- names, labels, problems
@@ -195,11 +197,12 @@ class LabelSet:
     labels: dict[str, Label] = field(default_factory=dict)
     key_map: dict[int, str] = field(default_factory=lambda: dict(KEY_MAP))
     rejected: set[str] = field(default_factory=set)  # loops whose label is unusable (already a problem)
+    unreadable: bool = False  # the label archive itself is damaged (already a problem)
     problems: Problems = field(default_factory=Problems)
     json_files: int = 0
 
 
-def read_labels(members: Iterable[tuple[str, object]]) -> LabelSet:
+def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
     """Collect every loop label and the key map from the JSON files of the label archive.
 
     Accepts one JSON per loop or one for many, under any folder: each file is an object keyed by loop
@@ -207,13 +210,13 @@ def read_labels(members: Iterable[tuple[str, object]]) -> LabelSet:
     """
     found = LabelSet()
     problems = found.problems
-    for path, fileobj in members:
+    for path, data in members:
         if is_junk(path) or not path.lower().endswith(".json"):
             continue
         found.json_files += 1
         try:
-            document = json.loads(fileobj.read())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            document = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             problems.add(path, f"malformed JSON ({err})")
             continue
         if isinstance(document, dict) and KEY_MAP_FIELD in document:
@@ -231,7 +234,7 @@ def read_labels(members: Iterable[tuple[str, object]]) -> LabelSet:
             try:
                 label = parse_label(name, value, path)
             except PopRokError as err:
-                problems.add(path, str(err))
+                problems.add(path, str(err).removeprefix(f"{path}: "))  # the report names the file once
                 found.rejected.add(name)
                 continue
             previous = found.labels.get(name)
@@ -299,23 +302,17 @@ class LoopReader:
         self.wav_files = 0
         self.audio_seconds = 0.0
 
-    def audio_rows(self, members: Iterable[tuple[str, object]], archive: str) -> Iterator[tuple[str, dict]]:
+    def audio_rows(self, members: Iterable[tuple[str, bytes]], archive: str) -> Iterator[tuple[str, dict]]:
         """(name, row) for every good loop among the WAV archive's members."""
-        try:
-            for path, fileobj in members:
-                if is_junk(path) or not path.lower().endswith(".wav"):
-                    continue
-                self.wav_files += 1
-                name = Path(path).name[: -len(".wav")]
-                row = self.audio_row(path, name, fileobj.read())
-                self.seen.add(name)
-                if row is not None:
-                    yield name, row
-        except ARCHIVE_ERRORS as err:
-            raise PopRokError(
-                f"{archive} is truncated or corrupt ({type(err).__name__}: {err}) after {len(self.seen)} complete WAV files: "
-                "delete it and download it again"
-            ) from err
+        for path, data in _archive_errors_as_problems(members):
+            if is_junk(path) or not path.lower().endswith(".wav"):
+                continue
+            self.wav_files += 1
+            name = Path(path).name[: -len(".wav")]
+            row = self.audio_row(path, name, data)
+            self.seen.add(name)
+            if row is not None:
+                yield name, row
         if self.wav_files == 0:
             raise PopRokError(f"{archive} holds no WAV file: is it pop_rok_drm_id_001_wav.tar.gz? Re-download it.")
 
@@ -344,10 +341,10 @@ class LoopReader:
             expected = (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS)
             self.problems.add(path, "is {} Hz / {}-bit / {} channel(s); POP-ROK loops are {} Hz / {}-bit / {}".format(*found, *expected))
             return None
-        self.audio_seconds += info.duration
         row = self.label_row(loop, path)
         if row is None:
             return None
+        self.audio_seconds += info.duration
         audio_path = f"{name}.wav"
         if os.path.isfile(audio_path):
             # datasets would store this relative path instead of the bytes, breaking the dataset elsewhere.
@@ -378,7 +375,7 @@ class LoopReader:
         """The label fields of a loop, checked against its name and the key map."""
         label = self.labels.labels.get(loop.name)
         if label is None:
-            if loop.name not in self.labels.rejected:  # else its label's problem is recorded already
+            if loop.name not in self.labels.rejected and not self.labels.unreadable:  # else recorded already
                 self.problems.add(path, f"loop {loop.name!r} has no label in the label archive")
             return None
         if label.bpm is not None and abs(label.bpm - loop.bpm) > BPM_TOLERANCE:
@@ -476,6 +473,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
         if os.environ.get(BASE_URL_ENV) and not kwargs.get("base_url"):
             kwargs["base_url"] = os.environ[BASE_URL_ENV]
         kwargs.setdefault("hash", _SCRIPT_HASH)  # a changed script never reuses a stale cache
+        kwargs.setdefault("dataset_name", "pop_rok")  # the same cache whether run as a script or imported
         config_name = kwargs.get("config_name") or self.DEFAULT_CONFIG_NAME
         preset = next((c for c in self.BUILDER_CONFIGS if c.name == config_name), None)
         if kwargs.get("with_audio", preset.with_audio if preset else True):
@@ -483,6 +481,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
             # A row holds a 2.6 MB WAV: batches of 4 (~10 MB) keep memory flat, and measured faster than 16.
             kwargs.setdefault("writer_batch_size", 4)
         super().__init__(*args, **kwargs)
+
+    _problem_dir: Optional[str] = None  # while preparing: where each generation job leaves its problems
 
     def download_and_prepare(self, *args, **kwargs):
         """As datasets' own, but a POP-ROK problem surfaces as itself, not as a DatasetGenerationError."""
@@ -506,7 +506,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         sources = archive_sources(self.config.data_dir, self.config.base_url)
-        labels = read_labels(self._members(dl_manager, *sources["json"], ".json"))
+        labels = read_labels(_archive_errors_as_problems(self._members(dl_manager, "json", *sources["json"])))
         optional = {column for label in labels.labels.values() for column in label.optional}
         if any(label.extra for label in labels.labels.values()):
             optional.add("extra_labels")
@@ -523,57 +523,88 @@ class PopRok(datasets.GeneratorBasedBuilder):
                 reader.unmatched_labels(Path(path).stem for path in gen_kwargs["wav_files"])
                 labels.problems = reader.problems
             else:
-                gen_kwargs["wav_archive"] = dl_manager.iter_archive(self._download(dl_manager, wav_source))
+                gen_kwargs["wav_archive"] = self._members(dl_manager, "wav", wav_source, extracted)
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
 
-    def _members(self, dl_manager, source: str, extracted: bool, suffix: str) -> Iterator[tuple[str, object]]:
-        """(path, file object) of every file in an archive, or below a folder, ending in ``suffix``."""
-        if extracted:
-            yield from _open_each(sorted(_walk(source, suffix)))
-            return
-        try:
-            yield from dl_manager.iter_archive(self._download(dl_manager, source))
-        except ARCHIVE_ERRORS as err:
-            raise PopRokError(f"{Path(source.split('?')[0]).name} is truncated or corrupt ({err}): delete it and download it again") from err
+    def _members(self, dl_manager, kind: str, source: str, extracted: bool) -> Iterable[tuple[str, bytes]]:
+        """(path, bytes) of the files of an archive (read end to end, checked), or below an extracted folder.
 
-    def _download(self, dl_manager, source: str) -> str:
-        """A local path for ``source``; URLs resume after a broken connection and, with verify, match the record.
-
-        Streaming keeps the URL: iter_archive then reads the archive as it arrives.
+        URLs are downloaded first (resuming, into the datasets cache), except when streaming: then the
+        archive is read as it arrives, never extracted nor saved.
         """
-        if dl_manager.is_streaming or not source.startswith(("http://", "https://")):
-            return dl_manager.download(source)
-        name = Path(source.split("?")[0]).name
-        published = zenodo_record_files(self.config.record_url) if self.config.verify else {}
-        if self.config.verify and name not in published:
+        if extracted:
+            return _read_each(sorted(_walk(source, f".{kind}")))
+        name, published = ARCHIVES[kind], self._published(ARCHIVES[kind])
+        downloaded = None
+        if source.startswith(("http://", "https://")) and not dl_manager.is_streaming:
+            downloaded = source = self._download(dl_manager, source, published.get("size"))
+        opener = functools.partial(xopen, source, "rb", download_config=dl_manager.download_config, block_size=0)
+        return CheckedTarGz(
+            opener, name, expected_size=published.get("size"), expected_md5=published.get("md5"), discard_path=downloaded
+        )
+
+    def _published(self, name: str) -> dict:
+        """The record's size and md5 of an archive when verifying, else nothing to compare with."""
+        if not self.config.verify:
+            return {}
+        try:
+            published = zenodo_record_files(self.config.record_url)
+        except DownloadError as err:
+            raise PopRokError(f"could not fetch {self.config.record_url} to verify {name}: {err}") from err
+        if name not in published:
             raise PopRokError(f"the record {self.config.record_url} publishes no file named {name}")
-        expected = published.get(name, {})
-        folder = os.path.join(dl_manager.download_config.cache_dir, "pop_rok", hashlib.sha256(source.encode()).hexdigest()[:16])
+        return published[name]
+
+    @staticmethod
+    def _download(dl_manager, url: str, size: Optional[int]) -> str:
+        """Download ``url`` into the datasets cache, resuming a broken transfer (datasets would restart it)."""
+        name = Path(url.split("?")[0]).name
+        folder = os.path.join(dl_manager.download_config.cache_dir, "pop_rok", hashlib.sha256(url.encode()).hexdigest()[:16])
         destination = os.path.join(folder, name)
         if dl_manager.download_config.force_download and os.path.exists(destination):
             os.remove(destination)
         try:
-            return str(download(source, destination, expected_size=expected.get("size"), expected_md5=expected.get("md5")))
+            return str(download(url, destination, expected_size=size))
         except DownloadError as err:
             raise PopRokError(str(err)) from err
 
     # ------------------------------------------------------------------------------------ generation
 
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        """Prepare, then settle the problems of every generation job (num_proc may run several) at once."""
+        with tempfile.TemporaryDirectory(prefix="pop_rok_problems_") as self._problem_dir:
+            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+            entries = [
+                tuple(entry) for path in sorted(Path(self._problem_dir).iterdir()) for entry in json.loads(path.read_text())
+            ]
+        self._problem_dir = None
+        rows = sum(split.num_examples for split in self.info.splits.values())
+        self._settle(Problems(list(dict.fromkeys(entries))), rows)  # label problems reach every job: once each
+
     def _generate_examples(self, labels: LabelSet, wav_archive=None, wav_files=None):
         reader = LoopReader(labels, self.info.features)
         if not self.config.with_audio:
-            yield from reader.label_rows()
+            rows = reader.label_rows()
         elif wav_archive is not None:
-            yield from reader.audio_rows(wav_archive, ARCHIVES["wav"])
-            reader.unmatched_labels(reader.seen)  # the whole archive was read
+            rows = reader.audio_rows(wav_archive, ARCHIVES["wav"])
         else:  # labels without a WAV were found by _split_generators
-            yield from reader.audio_rows(_open_each(wav_files), self.config.data_dir)
-        self._settle(reader.problems)
+            rows = reader.audio_rows(_read_each(wav_files), self.config.data_dir)
+        count = 0
+        for count, row in enumerate(rows, start=1):
+            yield row
+        if wav_archive is not None:
+            reader.unmatched_labels(reader.seen)  # the whole archive was read
+        if self._problem_dir:  # preparing: _download_and_prepare settles once every job is done
+            Path(self._problem_dir, f"{uuid.uuid4().hex}.json").write_text(json.dumps(reader.problems.entries))
+        else:  # streaming
+            self._settle(reader.problems, count)
 
-    def _settle(self, problems: Problems) -> None:
+    def _settle(self, problems: Problems, rows: int) -> None:
         """Raise with every problem, or (on_error="skip") report what was left out and carry on."""
         if not problems:
             return
+        if self.config.on_error == "skip" and rows == 0:
+            raise PopRokError(f"on_error='skip' left out every loop: nothing remains to build.\n{problems.report()}")
         if self.config.on_error == "skip":
             report = f"Left out by on_error='skip' ({len(problems.entries)} problem(s)):\n{problems.report()}"
             print(f"POP-ROK: {report}", file=sys.stderr)
@@ -596,10 +627,20 @@ def _walk(folder: str, suffix: str) -> Iterator[str]:
                 yield path
 
 
-def _open_each(paths: Iterable[str]) -> Iterator[tuple[str, object]]:
+def _read_each(paths: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     for path in paths:
-        with open(path, "rb") as fileobj:
-            yield path, fileobj
+        try:
+            yield path, Path(path).read_bytes()
+        except OSError as err:
+            raise PopRokError(f"cannot read {path}: {err}") from err
+
+
+def _archive_errors_as_problems(members: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:
+    """A damaged archive is a POP-ROK problem: raise it as one."""
+    try:
+        yield from members
+    except ArchiveError as err:
+        raise PopRokError(str(err)) from err
 
 
 def _float32(values):
@@ -767,43 +808,6 @@ def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop"
 # -------------------------------------------------------------------------------------------- validate
 
 
-class _CountingReader:
-    """Passes a byte stream through, counting and hashing it, so one read both walks and checks an archive."""
-
-    def __init__(self, raw, progress):
-        self.raw, self.progress, self.size, self.md5 = raw, progress, 0, hashlib.md5()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.size += len(data)
-        self.md5.update(data)
-        self.progress.update(len(data))
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-
-@contextmanager
-def _open_archive(source: str):
-    """A counting reader over a local archive or a URL, read once from start to end, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    name = Path(source.split("?")[0]).name
-    with ExitStack() as stack:
-        if source.startswith(("http://", "https://")):
-            import requests
-
-            response = stack.enter_context(requests.get(source, stream=True, timeout=60))
-            response.raise_for_status()
-            raw, size = response.raw, int(response.headers.get("Content-Length", 0)) or None
-        else:
-            raw, size = stack.enter_context(open(source, "rb")), os.path.getsize(source)
-        progress = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, desc=f"Checking {name}", file=sys.stderr))
-        yield _CountingReader(raw, progress)
-
-
 @dataclass
 class ValidationReport:
     sources: dict[str, str]
@@ -827,35 +831,31 @@ def validate(data_dir=None, base_url=None, online=False, record_url=ZENODO_RECOR
     """Walk both archives once, in flat memory, and report every problem the builder would meet."""
     sources = archive_sources(data_dir, base_url)
     report = ValidationReport({kind: where for kind, (where, _) in sources.items()})
-    with ExitStack() as stack:
-        readers = {}
-
-        def members(kind: str):
-            where, extracted = sources[kind]
-            if extracted:
-                return _open_each(sorted(_walk(where, f".{kind}")))
-            readers[ARCHIVES[kind]] = reader = stack.enter_context(_open_archive(where))
-            return datasets.DownloadManager().iter_archive(reader)
-
-        loops = None
-        try:
-            labels = read_labels(members("json"))
-            report.labels = len(labels.labels) + len(labels.rejected)
-            loops = LoopReader(labels, make_features(True, labels.key_map, OPTIONAL_LABEL_FIELDS))
-            for _ in loops.audio_rows(members("wav"), ARCHIVES["wav"]):
-                report.loops += 1
+    members = {}
+    for kind, (where, extracted) in sources.items():
+        if extracted:
+            members[kind] = _read_each(sorted(_walk(where, f".{kind}")))
+        else:
+            size = None if where.startswith(("http://", "https://")) else os.path.getsize(where)
+            opener = functools.partial(xopen, where, "rb", block_size=0)
+            members[kind] = CheckedTarGz(opener, ARCHIVES[kind], total=size, progress=True)
+    try:
+        labels = read_labels(_archive_errors_as_problems(members["json"]))
+    except PopRokError as err:  # the WAV archive is still worth checking
+        report.problems.add(ARCHIVES["json"], str(err))
+        labels = LabelSet(unreadable=True)
+    report.labels = len(labels.labels) + len(labels.rejected)
+    loops = LoopReader(labels, make_features(True, labels.key_map, OPTIONAL_LABEL_FIELDS))
+    try:
+        for _ in loops.audio_rows(members["wav"], ARCHIVES["wav"]):
+            report.loops += 1
+        if not labels.unreadable:
             loops.unmatched_labels(loops.seen)
-        except (PopRokError, *ARCHIVE_ERRORS) as err:
-            report.problems.add("archives", str(err))
-        if loops is not None:
-            report.audio_hours = loops.audio_seconds / 3600
-            report.problems.entries[:0] = loops.problems.entries
-        for name, reader in readers.items():
-            try:
-                reader.drain()
-            except ARCHIVE_ERRORS as err:
-                report.problems.add(name, f"could not be read to the end: {err}")
-            report.archives[name] = (reader.size, reader.md5.hexdigest())
+    except PopRokError as err:
+        loops.problems.add(ARCHIVES["wav"], str(err))
+    report.audio_hours = loops.audio_seconds / 3600
+    report.problems.entries += loops.problems.entries
+    report.archives = {m.name: (m.size, m.md5) for m in members.values() if isinstance(m, CheckedTarGz) and m.md5}
     if online:
         _check_against_record(report, record_url)
     return report

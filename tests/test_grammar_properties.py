@@ -1,13 +1,11 @@
 """The file-name and label grammar on any input: a parsed value or a PopRokError that names the input.
 
 Never a bare KeyError / IndexError / TypeError / ValueError from inside the parser: the builder turns a
-PopRokError into a problem naming the file, and anything else into a crash. Tests marked xfail pin a
-gap in pop_rok.py described in their reason.
+PopRokError into a problem naming the file, and anything else into a crash.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
@@ -79,12 +77,6 @@ def test_non_text_is_a_poprokerror(value):
     assert repr(value) in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=r"LOOP_NAME uses \d (any Unicode digit) and allows a leading zero: '١٠٠bpm_...' (Arabic-Indic "
-    "digits), '099bpm_...' and '00bpm_...' (bpm=0, which later divides by zero in beat_grid) are "
-    "accepted, none of which is the {bpm}bpm_pop_rok_drm_id_001_{track:04d} spelling of its fields",
-)
 @given(NAME_LIKE)
 @example("١٠٠bpm_pop_rok_drm_id_001_0039")
 @example("00bpm_pop_rok_drm_id_001_0039")
@@ -190,7 +182,7 @@ PATHS = st.sampled_from(["labels/a.json", "b.JSON", "json/100bpm_pop_rok_drm_id_
 @given(st.lists(st.tuples(PATHS, RAW_DOCUMENTS), min_size=1, max_size=4))
 def test_read_labels_returns_a_labelset_or_a_poprokerror(members):
     try:
-        found = pop_rok.read_labels((path, io.BytesIO(data)) for path, data in members)
+        found = pop_rok.read_labels(members)
     except pop_rok.PopRokError as err:
         # The only whole-archive failure: no JSON file at all.
         assert not any(path.lower().endswith(".json") and not pop_rok.is_junk(path) for path, _ in members)
@@ -205,11 +197,6 @@ def test_read_labels_returns_a_labelset_or_a_poprokerror(members):
     assert all(isinstance(note, int) and isinstance(name, str) for note, name in found.key_map.items())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_labels() catches only UnicodeDecodeError/JSONDecodeError around json.loads: a deeply "
-    "nested document raises a bare RecursionError instead of a 'malformed JSON' problem naming the file",
-)
 def test_read_labels_deeply_nested_json_is_a_problem():
-    found = pop_rok.read_labels([("deep.json", io.BytesIO(b"[" * 100_000 + b"]" * 100_000))])
+    found = pop_rok.read_labels([("deep.json", b"[" * 100_000 + b"]" * 100_000)])
     assert [file for file, _ in found.problems.entries] == ["deep.json"]

@@ -7,8 +7,7 @@ with ``on_error="skip"`` the bad loops are left out, the report goes to stderr a
 the same input and reports the same problems (exit 0 only when there is none).
 
 Each test builds its broken archives from a generated 4-loop sample (``broken_archives.Sample``) and runs
-the builder (prepared, streamed, skip) and ``validate`` on them. Tests marked xfail(strict=True) pin a
-gap in pop_rok.py that is described in their reason.
+the builder (prepared, streamed, skip) and ``validate`` on them.
 """
 
 from __future__ import annotations
@@ -371,12 +370,6 @@ def test_every_problem_in_one_message(sample, tmp_path, capsys):
     assert_validate_reports(folder, *named)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_error='skip' when every loop is bad: the build caches a 0-row split and as_dataset() then "
-    "fails with datasets' bare ValueError('Instruction \"train\" corresponds to no data!'), which names "
-    "no file; each rerun hits the same cached state",
-)
 def test_skip_with_every_loop_bad_gives_a_clear_answer(sample, tmp_path, capsys):
     wav = [(m, b"garbage") for m, _ in sample.wav]
     folder = sample.write(tmp_path / "data", wav=wav)
@@ -418,11 +411,6 @@ def test_two_label_files_that_agree_pass(sample, tmp_path):
     assert not report.problems, str(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a WAV named 00bpm_... parses as bpm=0 and beat_grid() divides by zero: ZeroDivisionError "
-    "(DatasetGenerationError in the builder, an uncaught crash in validate) instead of a named problem",
-)
 def test_zero_bpm_in_a_file_name_is_a_problem_not_a_crash(sample, tmp_path):
     bad = "00bpm_pop_rok_drm_id_001_0001"
     wav = [*sample.wav, (f"{WAV_FOLDER}{bad}.wav", sample.wav_bytes(sample.names[0]))]
@@ -509,25 +497,13 @@ def damaged(sample, folder, archive: str, how: str) -> Path:
     return folder
 
 
-_LABEL_READ_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="read_labels() calls fileobj.read() outside PopRok._members' try, so a label archive whose "
-    "damage shows while a member is read raises a bare tarfile.ReadError('unexpected end of data') "
-    "that names no file",
-)
-_VALIDATE_LABEL_ARCHIVE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="validate() files label-archive errors under 'archives' with tarfile's bare message "
-    "('archives: unexpected end of data', 'archives: empty file', 'archives: invalid header'): the "
-    "label archive is not named",
-)
 
 ARCHIVE_CASES = [
     pytest.param(WAV, "truncated", id="wav-truncated"),
     pytest.param(WAV, "empty-file", id="wav-empty-file"),
     pytest.param(WAV, "garbage-block", id="wav-garbage-block"),
     pytest.param(WAV, "not-gzip", id="wav-not-gzip"),
-    pytest.param(JSON, "truncated", id="json-truncated", marks=_LABEL_READ_BUG),
+    pytest.param(JSON, "truncated", id="json-truncated"),
     pytest.param(JSON, "empty-file", id="json-empty-file"),
     pytest.param(JSON, "garbage-block", id="json-garbage-block"),
     pytest.param(JSON, "not-gzip", id="json-not-gzip"),
@@ -547,7 +523,7 @@ def test_damaged_archive_from_data_dir(archive, how, sample, tmp_path):
 
 @pytest.mark.parametrize(
     "archive, how",
-    [c if c.values[0] == WAV else pytest.param(*c.values, id=c.id, marks=_VALIDATE_LABEL_ARCHIVE_BUG) for c in ARCHIVE_CASES],
+    ARCHIVE_CASES,
 )
 def test_damaged_archive_validate(archive, how, sample, tmp_path, capsys):
     folder = damaged(sample, tmp_path / "data", archive, how)
@@ -584,12 +560,6 @@ def test_truncated_wav_archive_streaming_yields_rows_then_fails_naming_it(sample
     assert_rows(rows, sample, [row["name"] for row in rows])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a base_url download turns out truncated, the bad copy stays in "
-    "<cache>/downloads/pop_rok/<hash>/ and resumable_download.download() returns it unchecked on the "
-    "next run; the message says 'delete it' without saying where it is, so the rerun fails again",
-)
 def test_rerun_after_a_truncated_download_fetches_it_again(sample, tmp_path):
     served = damaged(sample, tmp_path / "served", WAV, "truncated")
     cache = tmp_path / "cache"
@@ -601,12 +571,6 @@ def test_rerun_after_a_truncated_download_fetches_it_again(sample, tmp_path):
     assert_rows(rows_of(dataset), sample, sample.names)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tarfile's stream mode never checks the gzip CRC-32/ISIZE trailer: a flipped byte inside a WAV "
-    "(here in a stored-deflate archive, where no decoder error can catch it) builds without a word, and "
-    "validate() says 'no problems found'",
-)
 def test_corruption_only_the_gzip_crc_can_see_is_reported(sample, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -617,13 +581,6 @@ def test_corruption_only_the_gzip_crc_can_see_is_reported(sample, tmp_path):
     assert_build_fails(folder, tmp_path / "cache", WAV)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tarfile treats an invalid header after the first member as the end of the archive, so a "
-    "damaged member header silently cuts the WAV archive short: the error blames the labels ('label ... "
-    "has no WAV', 'report label mismatches upstream') instead of naming pop_rok_drm_id_001_wav.tar.gz "
-    "as corrupt",
-)
 def test_damaged_member_header_is_reported_as_archive_corruption(sample, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -645,11 +602,6 @@ def test_damaged_member_header_is_reported_as_archive_corruption(sample, tmp_pat
     assert ARCHIVE_DAMAGE.search(text), text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate() stops at the first archive that fails: with a damaged label archive the WAV "
-    "archive is never walked, so its own damage goes unreported (and 'loops found: 0')",
-)
 def test_validate_reports_both_damaged_archives(sample, tmp_path):
     folder = damaged(sample, tmp_path / "data", WAV, "truncated")
     (folder / JSON).write_bytes(b"")
@@ -714,12 +666,6 @@ def two_bad_shards(sample, tmp_path_factory):
     return extracted, [str(extracted / sample.wav_member(names[0])), str(extracted / sample.wav_member(names[-1]))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with num_proc=2 each job settles its own problems: the PopRokError raised in a worker reaches "
-    "the caller as datasets' DatasetGenerationError (its cause is a RemoteTraceback, so "
-    "download_and_prepare does not unwrap it) and lists one job's problems only",
-)
 def test_num_proc_raises_one_message_with_every_problem(two_bad_shards, tmp_path):
     extracted, bad = two_bad_shards
     builder = pop_rok.PopRok(config_name="default", data_dir=str(extracted), cache_dir=str(tmp_path))
@@ -728,12 +674,6 @@ def test_num_proc_raises_one_message_with_every_problem(two_bad_shards, tmp_path
     assert all(path in str(raised.value) for path in bad), str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with num_proc=2 and on_error='skip' the report is printed by the worker processes, but "
-    "self.info.description is set in the workers' copies of the builder: the cached dataset's "
-    "description does not hold the report",
-)
 def test_num_proc_skip_keeps_the_report_in_the_description(two_bad_shards, sample, tmp_path):
     extracted, bad = two_bad_shards
     builder = pop_rok.PopRok(config_name="default", data_dir=str(extracted), cache_dir=str(tmp_path), on_error="skip")
@@ -776,7 +716,7 @@ def test_build_killed_half_way_restarts_clean(tmp_path):
     assert not list(cache.rglob("dataset_info.json")), "an interrupted build was marked complete"
 
     # The builder the CLI ran: its dataset name and script hash are the cache path's first and last folders
-    # (the name is '__main__': see the xfail below; the hash is read back in case pop_rok.py was edited since).
+    # (the hash is read back in case pop_rok.py was edited since).
     def cli_builder(output: Path):
         name, script_hash = output.relative_to(cache).parts[0], output.name.removesuffix(".incomplete")
         return pop_rok.PopRok(
@@ -803,12 +743,6 @@ def test_build_killed_half_way_restarts_clean(tmp_path):
         assert hashlib.md5(row["audio"]["bytes"]).hexdigest() == wav_md5[loop.name]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`python pop_rok.py build` runs the module as __main__, so datasets names the cache folder "
-    "'__main__' (<cache>/__main__/default-.../): load_pop_rok()/PopRok with the same data_dir and "
-    "cache_dir look in <cache>/pop_rok/ and never find what the CLI built",
-)
 def test_cli_build_is_the_cache_the_library_reads(good_archives, sample, tmp_path):
     result = run_cli("build", "--data-dir", str(good_archives), "--cache-dir", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -903,11 +837,6 @@ def test_verify_build_against_a_different_record_fails_and_caches_nothing(field,
     assert_rows(rows_of(dataset), sample, sample.names)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PopRok._download calls zenodo_record_files() outside its try: an unreachable record (HTTP 404) "
-    "escapes as resumable_download.DownloadError, not PopRokError",
-)
 def test_verify_build_with_an_unreachable_record_raises_poprokerror(good_archives, record_server, tmp_path):
     missing = record_server("present.json", b"{}").replace("present.json", "missing.json")
     with FileServer(good_archives) as server:
@@ -915,11 +844,6 @@ def test_verify_build_with_an_unreachable_record_raises_poprokerror(good_archive
             pop_rok.load_pop_rok(split="train", base_url=server.url, verify=True, record_url=missing, cache_dir=str(tmp_path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify=True with data_dir checks nothing: _download only verifies http(s) sources, so local "
-    "archives that differ from the record build silently (validate --online would catch them)",
-)
 def test_verify_build_from_data_dir_checks_the_local_archives(good_archives, record_server, tmp_path):
     bad = record_server("bad.json", record_json(good_archives, "http://127.0.0.1:9/files", {WAV: {"checksum": "md5:" + "0" * 32}}))
     with pytest.raises(pop_rok.PopRokError, match=re.escape(WAV)):
