@@ -21,26 +21,15 @@ SAMPLE_RATE = 44100
 STEPS_PER_BEAT = 4
 BEATS_PER_BAR = 4
 
-NAMES = {
-    36: "Kick",
-    37: "Rimshot",
-    38: "Snare",
-    42: "Closed Hat",
-    44: "Pedal Hat",
-    46: "Open Hat",
-    49: "Crash Cymbal",
-    51: "Ride Cymbal",
-    52: "China Cymbal",
-    53: "Ride Bell Cymbal",
-    55: "Splash Cymbal",
-}
-
+# The General MIDI percussion notes this module has a voice for.
 KICK, RIMSHOT, SNARE = 36, 37, 38
 CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 42, 44, 46
 RIDE, RIDE_BELL = 51, 53
-CRASHES = (49, 55, 52)
+CRASH, CHINA, SPLASH = 49, 52, 55
+CRASHES = (CRASH, SPLASH, CHINA)
 # Preference order for the hand that keeps 8th-note time.
 TIMEKEEPERS = (CLOSED_HAT, RIDE, OPEN_HAT, PEDAL_HAT, RIDE_BELL, *CRASHES)
+NOTES = (KICK, RIMSHOT, SNARE, CLOSED_HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE, CHINA, RIDE_BELL, SPLASH)
 
 # Stereo position per voice, -1 (left) .. +1 (right): enough to make the
 # channels differ the way a panned kit does.
@@ -142,7 +131,7 @@ def _synthesise(note: int, sr: int) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def voices(sample_rate: int = SAMPLE_RATE) -> dict[int, np.ndarray]:
     """Dry mono float32 voice per GM note, synthesised once per sample rate."""
-    return {note: _synthesise(note, sample_rate) for note in NAMES}
+    return {note: _synthesise(note, sample_rate) for note in NOTES}
 
 
 VOICES = voices(SAMPLE_RATE)
@@ -185,8 +174,8 @@ def pattern(notes, bars: int = 8, steps_per_beat: int = STEPS_PER_BEAT,
     random downbeat.
     """
     notes = set(notes)
-    if not notes or not notes <= NAMES.keys():
-        raise ValueError(f"notes must be a non-empty subset of {sorted(NAMES)}: {sorted(notes)}")
+    if not notes or not notes <= set(NOTES):
+        raise ValueError(f"notes must be a non-empty subset of {sorted(NOTES)}: {sorted(notes)}")
     rng = np.random.default_rng(0) if rng is None else rng
     bar_len = steps_per_beat * beats_per_bar
     total = bars * bar_len

@@ -746,6 +746,19 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", hub.port), HubRequestHandler)
 
 
+def client_env(endpoint: str, home: Path, token: str) -> dict:
+    """The environment of a client process pointed at the server: its own empty HF_HOME and datasets cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HUB_DISABLE_XET="1",
+        HF_TOKEN=token,
+        HF_HOME=str(home / "hf_home"),
+        HF_DATASETS_CACHE=str(home / "datasets_cache"),
+    )
+    return env
+
+
 class HubServer:
     """A loopback Hub on a free port of 127.0.0.1, storing repos under `root_dir`.
 

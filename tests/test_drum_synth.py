@@ -12,7 +12,7 @@ import drum_synth as ds
 
 SR = ds.SAMPLE_RATE
 KIT = {36, 38, 42, 46, 49}
-ALL = set(ds.NAMES)
+ALL = set(ds.NOTES)
 BPMS = [100, 107, 115, 122.5, 130]
 
 

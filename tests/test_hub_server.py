@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from tests.hub_server import HubServer
+from tests.hub_server import HubServer, client_env
 
 TOKEN = "hf_LoopbackTestToken0123456789"
 REPO = "user/drum-loops"
@@ -140,16 +140,8 @@ def hub(tmp_path_factory):
 
 def run_client(hub: HubServer, home: Path, code: str, *args: str):
     """Run client code in a fresh interpreter pointed at `hub`; return the JSON it printed last, if any."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(
-        HF_ENDPOINT=hub.url,
-        HF_HUB_DISABLE_XET="1",
-        HF_TOKEN=TOKEN,
-        HF_HOME=str(home / "hf_home"),
-        HF_DATASETS_CACHE=str(home / "datasets_cache"),
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        HF_DATASETS_DISABLE_PROGRESS_BARS="1",
-    )
+    env = client_env(hub.url, home, TOKEN)
+    env.update(HF_HUB_DISABLE_PROGRESS_BARS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True, text=True, timeout=180
     )

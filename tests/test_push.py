@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from huggingface_hub import DatasetCard
 
 import pop_rok
 from drum_synth import render_loop
-from tests.hub_server import HubServer
+from tests.hub_server import HubServer, client_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_PopRokLoopbackToken0123456789"
@@ -45,21 +44,9 @@ print(json.dumps(rows))
 """
 
 
-def client_env(hub: HubServer, home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(
-        HF_ENDPOINT=hub.url,
-        HF_HUB_DISABLE_XET="1",
-        HF_TOKEN=TOKEN,
-        HF_HOME=str(home / "hf_home"),
-        HF_DATASETS_CACHE=str(home / "datasets_cache"),
-    )
-    return env
-
-
 def run(hub: HubServer, home: Path, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=client_env(hub, home), capture_output=True, text=True, timeout=600
+        [sys.executable, *args], cwd=ROOT, env=client_env(hub.url, home, TOKEN), capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert TOKEN not in result.stdout + result.stderr
