@@ -7,7 +7,6 @@ pointed at the server by environment variables only, with an empty HF_HOME / dat
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
