@@ -468,6 +468,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
         PopRokConfig(name="labels", version=VERSION, with_audio=False, description="Labels only, from the 210 KB label archive."),
     ]
     DEFAULT_CONFIG_NAME = "default"
+    _problem_dir: Optional[str] = None  # while preparing: where each generation job leaves its problems
 
     def __init__(self, *args, **kwargs):
         if os.environ.get(BASE_URL_ENV) and not kwargs.get("base_url"):
@@ -481,8 +482,6 @@ class PopRok(datasets.GeneratorBasedBuilder):
             # A row holds a 2.6 MB WAV: batches of 4 (~10 MB) keep memory flat, and measured faster than 16.
             kwargs.setdefault("writer_batch_size", 4)
         super().__init__(*args, **kwargs)
-
-    _problem_dir: Optional[str] = None  # while preparing: where each generation job leaves its problems
 
     def download_and_prepare(self, *args, **kwargs):
         """As datasets' own, but a POP-ROK problem surfaces as itself, not as a DatasetGenerationError."""
