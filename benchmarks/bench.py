@@ -1,0 +1,529 @@
+"""Benchmark: build, export and stream POP-ROK against the cost of reading the WAV archive.
+
+    python benchmarks/bench.py [--loops N] [--work-dir DIR] [--profile DIR]
+
+Generates POP-ROK-shaped archives with the project's own generator (``pop_rok.make_sample``, aggregated
+layout: 8-bar stereo 44.1 kHz 16-bit loops, ~2.6 MB of WAV each) for N and 4N loops, then measures in one
+run, each heavy step in a fresh subprocess so its peak RSS is its own (``os.wait4`` returns the child's
+``ru_maxrss``; the child also samples /proc/self/status to split the peak into anonymous and file-backed
+pages):
+
+  floor      Python's tarfile in stream mode over gzip, reading every member (what the builder must do);
+             ``gzip -dc`` and zlib-only decompression are printed for reference
+  build      PopRok(config_name="default", data_dir=..., cache_dir=fresh).download_and_prepare()
+  export     parquet_copy.write_parquet_copy of the prepared dataset, WAV bytes, then FLAC (round trip checked)
+  stream     PopRok(base_url=FileServer.url).as_streaming_dataset(split="train") -> first row, N and 4N
+  num_proc   download_and_prepare(num_proc=1 vs 2) on the extracted files of the 4N archive (at N, starting
+             the worker pool costs more than the work)
+
+Prints a table with the targets and, last, one JSON line. Archives (and their extracted copy) are kept in
+``--work-dir`` (default: a temporary folder) so reruns skip the generation. ``--profile DIR`` also runs
+every timed section under pyinstrument and writes DIR/<step>.txt (the figures of such a run are slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+# --repo (or $POP_ROK_BENCH_REPO) benchmarks another checkout, e.g. a scratch copy with a change to try.
+ROOT = Path(os.environ.get("POP_ROK_BENCH_REPO") or Path(__file__).resolve().parent.parent).resolve()
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+WAV_ARCHIVE = "pop_rok_drm_id_001_wav.tar.gz"
+JSON_ARCHIVE = "pop_rok_drm_id_001_json.tar.gz"
+CORES = os.cpu_count() or 1
+
+TARGETS = {  # key: (description, check)
+    "build_ratio": ("<= 1.3", lambda r: r["build_ratio"] <= 1.3),
+    "export_ratio": ("<= 1.3", lambda r: r["export_ratio"] <= 1.3),
+    "peak_rss_mb": ("<= 600", lambda r: r["peak_rss_mb"] <= 600),
+    "peak_rss_mb_4x": ("< 1.1 x N", lambda r: r["peak_rss_mb_4x"] < 1.1 * r["peak_rss_mb"]),
+    "stream_first_row_s": ("<= 1.0", lambda r: r["stream_first_row_s"] <= 1.0),
+    "stream_first_row_s_4x": ("<= 1.2 x N", lambda r: r["stream_first_row_s_4x"] <= 1.2 * r["stream_first_row_s"]),
+    "flac_x_realtime": (">= 300", lambda r: r["flac_x_realtime"] >= 300),
+    "flac_bytes_ratio": ("<= 0.6", lambda r: r["flac_bytes_ratio"] <= 0.6),
+}
+JSON_KEYS = (
+    "loops", "floor_s", "build_s", "build_ratio", "export_s", "export_ratio", "flac_export_s", "flac_x_realtime",
+    "flac_bytes_ratio", "stream_first_row_s", "stream_first_row_s_4x", "peak_rss_mb", "peak_rss_mb_4x",
+    "num_proc_speedup",
+)
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+
+def sample_folder(work_dir: Path, loops: int, seed: int) -> Path:
+    """The two archives for ``loops`` loops, generated once per work dir (a marker file says they are whole)."""
+    folder = work_dir / f"archives-{loops}-seed{seed}"
+    marker = folder / "sample.json"
+    if not marker.is_file():
+        import pop_rok
+
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.perf_counter()
+        manifest = pop_rok.make_sample(folder, loops=loops, seed=seed, layout="aggregated")
+        marker.write_text(json.dumps({"loops": len(manifest), "seed": seed, "layout": "aggregated"}))
+        log(f"generated {loops} loops in {time.perf_counter() - started:.1f} s -> {folder}")
+    return folder
+
+
+def extracted_folder(archives: Path) -> Path:
+    """The archives' files, extracted once: a data_dir that lets num_proc split the work."""
+    folder = archives.with_name(archives.name + "-extracted")
+    marker = folder / ".complete"
+    if not marker.is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name in (WAV_ARCHIVE, JSON_ARCHIVE):
+            with tarfile.open(archives / name, "r:gz") as tar:
+                tar.extractall(folder, filter="data")
+        marker.write_text("")
+    return folder
+
+
+class OtherLoad:
+    """CPU that processes other than this benchmark used while it ran, in cores: a busy machine skews timings."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]  # user .. steal (guest time is in user)
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        own = os.times()
+        return time.perf_counter(), busy, own.user + own.system + own.children_user + own.children_system
+
+    def cores(self) -> float:
+        wall, busy, own = (b - a for a, b in zip(self.start, self._sample()))
+        return max(0.0, busy - own) / wall
+
+
+def warm_page_cache(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 22):
+            pass
+
+
+# -------------------------------------------------------------------------------------------- floor
+
+
+def write_page_cache(folder: Path, size: int) -> float:
+    """Seconds to write ``size`` bytes to a new file: the least that writing the Arrow cache costs here."""
+    block = os.urandom(1 << 22)
+    path = folder / "write-test.bin"
+    started = time.perf_counter()
+    with open(path, "wb") as out:
+        for _ in range(0, size, len(block)):
+            out.write(block)
+    seconds = time.perf_counter() - started
+    path.unlink()
+    return seconds
+
+
+def read_tar_stream(path: Path) -> tuple[int, int]:
+    """What the builder must do at least: tarfile in stream mode over gzip, every member read and dropped."""
+    members = size = 0
+    with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as stream:
+        for info in stream:
+            if info.isreg():
+                size += len(stream.extractfile(info).read())
+                members += 1
+            stream.members = []
+    return members, size
+
+
+def read_zlib_only(path: Path) -> int:
+    decompressor, size = zlib.decompressobj(16 + zlib.MAX_WBITS), 0
+    with open(path, "rb") as raw:
+        while chunk := raw.read(1 << 20):
+            size += len(decompressor.decompress(chunk))
+    return size
+
+
+def measure_floor(archive: Path, repeat: int) -> dict:
+    warm_page_cache(archive)
+    tar_times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        members, size = read_tar_stream(archive)
+        tar_times.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    read_zlib_only(archive)
+    zlib_s = time.perf_counter() - started
+    gzip_s = None
+    if shutil.which("gzip"):
+        started = time.perf_counter()
+        subprocess.run(["gzip", "-dc", str(archive)], stdout=subprocess.DEVNULL, check=True)
+        gzip_s = time.perf_counter() - started
+    return {
+        "floor_s": statistics.median(tar_times), "floor_runs": tar_times, "zlib_s": zlib_s, "gzip_s": gzip_s,
+        "members": members, "wav_bytes": size, "archive_bytes": archive.stat().st_size,
+    }
+
+
+# -------------------------------------------------------------------------------------- subprocesses
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def run_child(task: str, params: dict, work_dir: Path, profile_dir) -> dict:
+    """Run ``task`` in a fresh interpreter; its result, plus its peak RSS as the kernel counted it."""
+    label = params["label"]
+    result_path = work_dir / "results" / f"{label}.json"
+    log_path = work_dir / "results" / f"{label}.log"
+    result_path.parent.mkdir(exist_ok=True)
+    result_path.unlink(missing_ok=True)
+    params = {**params, "result": str(result_path), "profile": str(profile_dir) if profile_dir else None}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", task, json.dumps(params)]
+    started = time.perf_counter()
+    with open(log_path, "w") as child_log:
+        process = subprocess.Popen(command, stdout=child_log, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 or not result_path.is_file():
+        tail = log_path.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"{label} failed (exit {process.returncode}); end of {log_path}:\n{tail}")
+    result = json.loads(result_path.read_text())
+    result["ru_maxrss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+    result["user_s"], result["sys_s"] = usage.ru_utime, usage.ru_stime  # the whole child, imports included
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+class RssSampler:
+    """Samples /proc/self/status: peak anonymous and file-backed RSS, and a coarse timeline."""
+
+    FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak, self.timeline = interval, {}, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.perf_counter()
+
+    @classmethod
+    def now(cls) -> dict:
+        values = {}
+        with open("/proc/self/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in cls.FIELDS:
+                    values[key] = int(rest.split()[0]) / 1024
+        return values
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            values = self.now()
+            for key, value in values.items():
+                self.peak[key] = max(self.peak.get(key, 0.0), value)
+            self.timeline.append((round(time.perf_counter() - self._t0, 3), values["RssAnon"], values["RssFile"]))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class Section:
+    """Times a block; with a profile folder, also runs it under pyinstrument and writes <label>.txt."""
+
+    def __init__(self, params: dict, label: str):
+        self.label, self.folder, self.profiler = label, params.get("profile"), None
+
+    def __enter__(self):
+        if self.folder:
+            from pyinstrument import Profiler
+
+            self.profiler = Profiler(interval=0.002)
+            self.profiler.start()
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.started
+        self.cpu_seconds = time.process_time() - self.cpu_started  # this process's threads, not its children
+        if self.profiler is not None:
+            self.profiler.stop()
+            os.makedirs(self.folder, exist_ok=True)
+            tree = self.profiler.output_text(unicode=False, color=False, show_all=False)
+            flat = self.profiler.output_text(unicode=False, color=False, flat=True, show_all=True)
+            Path(self.folder, f"{self.label}.txt").write_text(f"{tree}\n\nTop frames by self time:\n{flat}")
+            Path(self.folder, f"{self.label}.html").write_text(self.profiler.output_html())
+
+
+def child_build(params: dict) -> dict:
+    import pop_rok
+
+    after_imports = RssSampler.now()
+    builder = pop_rok.PopRok(config_name="default", data_dir=params["data_dir"], cache_dir=params["cache_dir"])
+    before, times_before = RssSampler.now(), os.times()
+    with RssSampler() as sampler, Section(params, params["label"]) as section:
+        builder.download_and_prepare(num_proc=params.get("num_proc"))
+    times_after = os.times()
+    info = builder.info.splits["train"]
+    return {
+        "seconds": section.seconds, "cpu_seconds": section.cpu_seconds, "rows": info.num_examples,
+        "section_user_s": times_after.user - times_before.user,
+        "section_sys_s": times_after.system - times_before.system,
+        "rss_after_imports": after_imports, "rss_before": before, "rss_peak": sampler.peak, "rss_after": RssSampler.now(),
+        "timeline": sampler.timeline[:: max(1, len(sampler.timeline) // 40)],
+    }
+
+
+def child_export(params: dict) -> dict:
+    import io
+
+    import datasets
+    import numpy as np
+    import pyarrow.parquet as pq
+    import soundfile as sf
+
+    import pop_rok
+    from parquet_copy import write_parquet_copy
+
+    builder = pop_rok.PopRok(config_name="default", data_dir=params["data_dir"], cache_dir=params["cache_dir"])
+    builder.download_and_prepare()  # prepared by the build step: finds the cache
+    dataset = builder.as_dataset(split="train")
+    audio_seconds = float(sum(dataset.with_format("arrow")["duration"].to_pylist()))
+    configs = {"default": datasets.DatasetDict({"train": dataset})}
+    card = {"card_body": "POP-ROK benchmark copy", "card_metadata": dict(pop_rok.CARD_METADATA)}
+    out = {}
+    for audio_format in ("wav", "flac"):
+        folder = Path(params["out_dir"]) / audio_format
+        shutil.rmtree(folder, ignore_errors=True)
+        with RssSampler() as sampler, Section(params, f"{params['label']}-{audio_format}") as section:
+            summary = write_parquet_copy(folder, configs, audio_format=audio_format, **card)
+        files = summary["default"]["train"]
+        out[audio_format] = {
+            "seconds": section.seconds, "bytes": sum(f["bytes"] for f in files), "shards": len(files),
+            "rss_peak": sampler.peak,
+        }
+
+    # FLAC round trip: the same samples as the WAV copy, bit for bit, on a few rows.
+    def cells(audio_format: str, wanted=None, count=None) -> dict:
+        found = {}
+        for path in sorted((Path(params["out_dir"]) / audio_format / "data" / "default").glob("train-*.parquet")):
+            table = pq.read_table(path, columns=["name", "audio"])
+            for name, cell in zip(table["name"].to_pylist(), table["audio"].to_pylist()):
+                if wanted is None or name in wanted:
+                    found[name] = cell["bytes"]
+                if count is not None and len(found) >= count:
+                    return found
+        return found
+
+    flac_cells = cells("flac", count=params.get("check_rows", 4))
+    wav_cells = cells("wav", wanted=set(flac_cells))
+    exact = []
+    for name, flac_bytes in flac_cells.items():
+        a, rate_a = sf.read(io.BytesIO(wav_cells[name]), dtype="int16")
+        b, rate_b = sf.read(io.BytesIO(flac_bytes), dtype="int16")
+        exact.append(bool(rate_a == rate_b and a.shape == b.shape and np.array_equal(a, b)))
+    return {"audio_seconds": audio_seconds, "rows": len(dataset), "flac_checked": len(exact),
+            "flac_exact": all(exact) and bool(exact), **out}
+
+
+def child_stream(params: dict) -> dict:
+    from file_server import FileServer
+
+    import pop_rok
+
+    with FileServer(params["folder"]) as server:
+        builder = pop_rok.PopRok(config_name="default", base_url=server.url, cache_dir=params["cache_dir"])
+        with Section(params, params["label"]) as section:
+            stream = builder.as_streaming_dataset(split="train")
+            row = next(iter(stream))
+        sent = dict(server.bytes_sent)
+        requests = [(method, name) for method, name, _ in server.requests]
+    return {"seconds": section.seconds, "first_row": row["name"], "bytes_sent": sent, "requests": requests}
+
+
+CHILD_TASKS = {"build": child_build, "export": child_export, "stream": child_stream}
+
+
+def child_main(task: str, params: dict) -> None:
+    import logging
+
+    logging.disable(logging.WARNING)
+    result = CHILD_TASKS[task](params)
+    Path(params["result"]).write_text(json.dumps(result))
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def fmt(value, digits=2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loops", type=int, default=80, help="loops in the N archive (4N are generated too)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", help="keeps generated archives between runs (default: a temporary folder)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the floor and of the N build (medians are used)")
+    parser.add_argument("--profile", help="also profile each timed step with pyinstrument into this folder")
+    parser.add_argument("--repo", help="checkout whose pop_rok.py to benchmark (default: this one)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_main(args.child[0], json.loads(args.child[1]))
+        return 0
+
+    if args.repo:
+        os.environ["POP_ROK_BENCH_REPO"] = str(Path(args.repo).resolve())  # the children read it
+        sys.path[:2] = [os.environ["POP_ROK_BENCH_REPO"], os.path.join(os.environ["POP_ROK_BENCH_REPO"], "tests")]
+    temporary = None
+    if args.work_dir:
+        work_dir = Path(args.work_dir).resolve()
+        work_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        temporary = tempfile.TemporaryDirectory(prefix="pop_rok_bench_")
+        work_dir = Path(temporary.name)
+    profile_dir = Path(args.profile).resolve() if args.profile else None
+    n, n4 = args.loops, 4 * args.loops
+    scratch = work_dir / "scratch"  # caches and outputs of this run
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        started = time.perf_counter()
+        other_load = OtherLoad()
+        small, large = sample_folder(work_dir, n, args.seed), sample_folder(work_dir, n4, args.seed + 1)
+        extracted, extracted4 = extracted_folder(small), extracted_folder(large)
+
+        log("floor: reading the WAV archives")
+        floor, floor4 = measure_floor(small / WAV_ARCHIVE, args.repeat), measure_floor(large / WAV_ARCHIVE, args.repeat)
+        write_s = write_page_cache(scratch, floor["wav_bytes"])
+
+        def child(task, label, **params):
+            log(f"{task}: {label}")
+            return run_child(task, {"label": label, **params}, work_dir, profile_dir)
+
+        builds = [
+            child("build", f"build-N-{run}", data_dir=str(small), cache_dir=str(scratch / f"cache-N-{run}"))
+            for run in range(1, args.repeat + 1)
+        ]
+        build = sorted(builds, key=lambda b: b["seconds"])[len(builds) // 2]  # the median run
+        build["ru_maxrss_mb"] = max(b["ru_maxrss_mb"] for b in builds)
+        export = child(
+            "export", "export-N", data_dir=str(small), cache_dir=str(scratch / "cache-N-1"), out_dir=str(scratch / "export-N")
+        )
+        build4 = child("build", "build-4N", data_dir=str(large), cache_dir=str(scratch / "cache-4N"))
+        stream = child("stream", "stream-N", folder=str(small), cache_dir=str(scratch / "stream-cache-N"))
+        stream4 = child("stream", "stream-4N", folder=str(large), cache_dir=str(scratch / "stream-cache-4N"))
+        procs = {
+            (size, num_proc): child("build", f"build-extracted-{size}-np{num_proc}", data_dir=str(folder),
+                                    cache_dir=str(scratch / f"cache-{size}-np{num_proc}"), num_proc=num_proc)
+            for size, folder in (("4N", extracted4), ("N", extracted)) for num_proc in (1, 2)
+        }
+        proc1, proc2 = procs["4N", 1], procs["4N", 2]
+        total_s = time.perf_counter() - started
+        other_cores = other_load.cores()
+    finally:
+        if temporary is None:
+            shutil.rmtree(scratch, ignore_errors=True)  # keep the archives, drop caches and copies
+        else:
+            temporary.cleanup()
+
+    flac_cores = 1  # write_parquet_copy(num_proc=None) encodes in the calling process
+    report = {
+        "loops": n,
+        "floor_s": floor["floor_s"],
+        "build_s": build["seconds"],
+        "build_ratio": build["seconds"] / floor["floor_s"],
+        "export_s": export["wav"]["seconds"],
+        "export_ratio": export["wav"]["seconds"] / floor["floor_s"],
+        "flac_export_s": export["flac"]["seconds"],
+        "flac_x_realtime": export["audio_seconds"] / export["flac"]["seconds"] / flac_cores,
+        "flac_bytes_ratio": export["flac"]["bytes"] / export["wav"]["bytes"],
+        "stream_first_row_s": stream["seconds"],
+        "stream_first_row_s_4x": stream4["seconds"],
+        "peak_rss_mb": build["ru_maxrss_mb"],
+        "peak_rss_mb_4x": build4["ru_maxrss_mb"],
+        "num_proc_speedup": proc1["seconds"] / proc2["seconds"],
+    }
+    assert tuple(report) == JSON_KEYS
+
+    mb = 1e6
+    print(f"POP-ROK benchmark of {os.environ.get('POP_ROK_BENCH_REPO') or ROOT}: {n} loops (and {n4}), {CORES} cores, "
+          f"Python {sys.version.split()[0]}")
+    print(f"  WAV archive N:  {floor['archive_bytes'] / mb:,.0f} MB gzip, {floor['wav_bytes'] / mb:,.0f} MB in {floor['members']} members "
+          f"(ratio {floor['archive_bytes'] / floor['wav_bytes']:.2f}); 4N: {floor4['archive_bytes'] / mb:,.0f} MB")
+    print(f"  audio N:        {export['audio_seconds']:,.0f} s ({export['audio_seconds'] / 3600:.2f} h)")
+    print()
+    print(f"  {'metric':<24} {'value':>10}  {'target':<12} {'ok':<4} notes")
+    rows = [
+        ("floor_s", None, f"tarfile r|gz, median of {args.repeat}: {', '.join(fmt(t) for t in floor['floor_runs'])} s; "
+         f"zlib only {fmt(floor['zlib_s'])} s; gzip -dc {fmt(floor['gzip_s'])} s; "
+         f"{floor['wav_bytes'] / mb / floor['floor_s']:.0f} MB/s; writing as many bytes to a new file {fmt(write_s)} s"),
+        ("build_s", None, f"download_and_prepare only, median of {', '.join(fmt(b['seconds']) for b in builds)} s; CPU user "
+         f"{fmt(build['section_user_s'])} s + sys {fmt(build['section_sys_s'])} s; 4N: {fmt(build4['seconds'])} s, "
+         f"ratio {build4['seconds'] / floor4['floor_s']:.2f} to the 4N floor {fmt(floor4['floor_s'])} s"),
+        ("build_ratio", "build_ratio", "build_s / floor_s"),
+        ("export_s", None, f"write_parquet_copy, WAV bytes, {export['wav']['shards']} shards, {export['wav']['bytes'] / mb:.0f} MB; "
+         "peak RSS {:.0f} MB (anon {:.0f}, file-backed {:.0f}: datasets maps its Arrow files)".format(
+             *(export["wav"]["rss_peak"].get(k, 0) for k in ("VmRSS", "RssAnon", "RssFile")))),
+        ("export_ratio", "export_ratio", "export_s / floor_s"),
+        ("flac_export_s", None, f"FLAC copy {export['flac']['bytes'] / mb:.0f} MB; round trip sample-exact on "
+         f"{export['flac_checked']} rows: {export['flac_exact']}"),
+        ("flac_x_realtime", "flac_x_realtime", f"audio s / flac_export_s / {flac_cores} core"),
+        ("flac_bytes_ratio", "flac_bytes_ratio", "FLAC Parquet bytes / WAV Parquet bytes"),
+        ("stream_first_row_s", "stream_first_row_s", f"as_streaming_dataset -> first row; served "
+         f"{sum(stream['bytes_sent'].values()) / mb:.1f} MB in {len(stream['requests'])} requests"),
+        ("stream_first_row_s_4x", "stream_first_row_s_4x", f"served {sum(stream4['bytes_sent'].values()) / mb:.1f} MB "
+         f"in {len(stream4['requests'])} requests"),
+        ("peak_rss_mb", "peak_rss_mb", "build process ru_maxrss; {:.0f} MB after import pop_rok, {:.0f} after PopRok() "
+         "(imports torch); peak anon {:.0f} / file {:.0f} MB".format(
+             build["rss_after_imports"]["VmRSS"], build["rss_before"]["VmRSS"], build["rss_peak"].get("RssAnon", 0),
+             build["rss_peak"].get("RssFile", 0))),
+        ("peak_rss_mb_4x", "peak_rss_mb_4x", "growth {:+.1f}%; peak anon {:.0f} / file {:.0f} MB".format(
+            100 * (build4["ru_maxrss_mb"] / build["ru_maxrss_mb"] - 1), build4["rss_peak"].get("RssAnon", 0),
+            build4["rss_peak"].get("RssFile", 0))),
+        ("num_proc_speedup", None, f"4N extracted files: num_proc=1 {fmt(proc1['seconds'])} s, num_proc=2 {fmt(proc2['seconds'])} s; "
+         f"N: {fmt(procs['N', 1]['seconds'])} s, {fmt(procs['N', 2]['seconds'])} s"),
+    ]
+    misses = []
+    for key, target_key, note in rows:
+        target, ok = "", ""
+        if target_key:
+            target, check = TARGETS[target_key]
+            passed = check(report)
+            ok = "yes" if passed else "NO"
+            if not passed:
+                misses.append(key)
+        print(f"  {key:<24} {fmt(report[key], 3):>10}  {target:<12} {ok:<4} {note}")
+    print()
+    print(f"  targets missed: {', '.join(misses) or 'none'}; benchmark wall time {total_s:.0f} s")
+    if other_cores > 0.2:
+        print(f"  WARNING: other processes used {other_cores:.1f} of {CORES} cores on average during the run: timings are skewed")
+    else:
+        print(f"  other processes used {other_cores:.2f} of {CORES} cores on average during the run")
+    if profile_dir:
+        print(f"  pyinstrument profiles (timings above include profiling overhead): {profile_dir}")
+    print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in report.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
