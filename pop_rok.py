@@ -290,6 +290,15 @@ def archive_sources(data_dir: Optional[str], base_url: Optional[str]) -> dict[st
     return {kind: (f"{base}/{name}{suffix}", False) for kind, name in ARCHIVES.items()}
 
 
+def source_members(kind: str, where: str, extracted: bool, download_config=None, **checks) -> Iterable[tuple[str, bytes]]:
+    """(path, bytes) of the ``kind`` files below an extracted folder, or of an archive read end to end and
+    checked (``checks``: CheckedTarGz's keywords); a URL is read as it arrives, through datasets' xopen."""
+    if extracted:
+        return _read_each(sorted(_walk(where, f".{kind}")))
+    opener = functools.partial(xopen, where, "rb", download_config=download_config, block_size=0)
+    return CheckedTarGz(opener, ARCHIVES[kind], **checks)
+
+
 class LoopReader:
     """Turns label and WAV files into rows, recording every problem: the builder and `validate` share it.
 
@@ -535,14 +544,14 @@ class PopRok(datasets.GeneratorBasedBuilder):
         archive is read as it arrives, never extracted nor saved.
         """
         if extracted:
-            return _read_each(sorted(_walk(source, f".{kind}")))
-        name, published = ARCHIVES[kind], self._published(ARCHIVES[kind])
+            return source_members(kind, source, extracted)
+        published = self._published(ARCHIVES[kind])
         downloaded = None
         if source.startswith(("http://", "https://")) and not dl_manager.is_streaming:
             downloaded = source = self._download(dl_manager, source, published.get("size"))
-        opener = functools.partial(xopen, source, "rb", download_config=dl_manager.download_config, block_size=0)
-        return CheckedTarGz(
-            opener, name, expected_size=published.get("size"), expected_md5=published.get("md5"), discard_path=downloaded
+        return source_members(
+            kind, source, extracted, dl_manager.download_config,
+            expected_size=published.get("size"), expected_md5=published.get("md5"), discard_path=downloaded,
         )
 
     def _published(self, name: str) -> dict:
@@ -881,12 +890,9 @@ def validate(data_dir=None, base_url=None, online=False, record_url=ZENODO_RECOR
     report = ValidationReport({kind: where for kind, (where, _) in sources.items()})
     members = {}
     for kind, (where, extracted) in sources.items():
-        if extracted:
-            members[kind] = _read_each(sorted(_walk(where, f".{kind}")))
-        else:
-            size = None if where.startswith(("http://", "https://")) else os.path.getsize(where)
-            opener = functools.partial(xopen, where, "rb", block_size=0)
-            members[kind] = CheckedTarGz(opener, ARCHIVES[kind], total=size, progress=True, md5=True)
+        local_archive = not extracted and not where.startswith(("http://", "https://"))
+        total = os.path.getsize(where) if local_archive else None
+        members[kind] = source_members(kind, where, extracted, total=total, progress=True, md5=True)
     try:
         labels = read_labels(_archive_errors_as_problems(members["json"]))
     except PopRokError as err:  # the WAV archive is still worth checking
