@@ -12,23 +12,29 @@ then the one-liner, the synthetic sample and the command line (``python pop_rok.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
+import posixpath
 import queue
 import re
+import statistics
 import sys
 import tempfile
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets.exceptions import DatasetGenerationError
 
 from datasets.utils.file_utils import xopen
@@ -93,11 +99,49 @@ LOOP_NAME = re.compile(r"(?P<bpm>[1-9][0-9]{1,2})bpm_(?P<genre>pop)_(?P<subgenre
 GENRES = {"pop": "pop"}
 SUBGENRES = {"rok": "rock"}
 
-# Label keys beyond "pitch" that become columns; any other key is kept, as JSON, in `extra_labels`.
+# Grouped folds, as UrbanSound8K's: loops sharing a track number (one pattern, rendered at several tempos or
+# with other kits) always share a fold, so no pattern is both trained on and tested.
+NUM_FOLDS = 10
+SPLIT_FOLDS = {"train": tuple(range(8)), "validation": (8,), "test": (9,)}
+FOLD_SPLITS = {fold: split for split, folds in SPLIT_FOLDS.items() for fold in folds}
+ALL_SPLITS = "+".join(SPLIT_FOLDS)  # split arithmetic for every loop: load_pop_rok(split=ALL_SPLITS)
+
+
+def track_fold(track: int) -> int:
+    """The fold (0-9) of a track number: ``int(sha256(f"{track:04d}".encode()).hexdigest(), 16) % 10``.
+
+    A hash of the four digits of the file name, not a shuffle: the same on every machine, for any subset
+    of the data in any order, and anyone can recompute it from a loop's name alone.
+    """
+    return int(hashlib.sha256(f"{track:04d}".encode()).hexdigest(), 16) % NUM_FOLDS
+
+# Label grammar. Nobody here has seen the real label archive: every plausible shape is read, each reading is
+# counted in the first-contact report (Survey), and only what makes a row wrong is a problem.
+PITCH_KEY = "pitch"
+NOTE_EVENT_KEYS = ("pitch", "note")  # a note-event object's note, when `pitch` holds events
+RECORD_NAME_KEYS = ("name", "file", "filename", "id")  # a record's loop, in a list-of-records document
 TEMPO_KEYS = ("bpm", "tempo")
+TEMPO_OBJECT_KEYS = ("bpm", "tempo", "value")
+MICROSECONDS_PER_BEAT = (200_000, 2_000_000)  # a MIDI tempo (us per quarter note) of 30-300 BPM
+TEMPO_TEXT = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(?:bpm)?", re.IGNORECASE)
+# Label keys that become columns (the first alias present feeds the column; any other key is kept, as JSON,
+# in `extra_labels`).
 OPTIONAL_LABEL_FIELDS = {"style": ("style",), "time_signature": ("time_signature", "timesig", "time_sig")}
 BPM_TOLERANCE = 0.5
 ON_ERROR = ("raise", "skip")
+
+# General MIDI Level 1 percussion: names for notes a label plays that the key map does not name.
+GM_PERCUSSION = {
+    35: "Acoustic Bass Drum", 36: "Bass Drum 1", 37: "Side Stick", 38: "Acoustic Snare", 39: "Hand Clap",
+    40: "Electric Snare", 41: "Low Floor Tom", 42: "Closed Hi-Hat", 43: "High Floor Tom", 44: "Pedal Hi-Hat",
+    45: "Low Tom", 46: "Open Hi-Hat", 47: "Low-Mid Tom", 48: "Hi-Mid Tom", 49: "Crash Cymbal 1", 50: "High Tom",
+    51: "Ride Cymbal 1", 52: "Chinese Cymbal", 53: "Ride Bell", 54: "Tambourine", 55: "Splash Cymbal",
+    56: "Cowbell", 57: "Crash Cymbal 2", 58: "Vibraslap", 59: "Ride Cymbal 2", 60: "Hi Bongo", 61: "Low Bongo",
+    62: "Mute Hi Conga", 63: "Open Hi Conga", 64: "Low Conga", 65: "High Timbale", 66: "Low Timbale",
+    67: "High Agogo", 68: "Low Agogo", 69: "Cabasa", 70: "Maracas", 71: "Short Whistle", 72: "Long Whistle",
+    73: "Short Guiro", 74: "Long Guiro", 75: "Claves", 76: "Hi Wood Block", 77: "Low Wood Block",
+    78: "Mute Cuica", 79: "Open Cuica", 80: "Mute Triangle", 81: "Open Triangle",
+}
 
 
 # ------------------------------------------------------------------------------- names, labels, problems
@@ -114,6 +158,10 @@ class LoopName:
     genre: str
     subgenre: str
     track: int
+
+    @property
+    def fold(self) -> int:
+        return track_fold(self.track)
 
 
 def parse_loop_name(name: str) -> LoopName:
@@ -133,41 +181,173 @@ def parse_loop_name(name: str) -> LoopName:
     )
 
 
+def _split_of(name: str) -> str:
+    """The split of a loop's name; a name off the grammar goes with train, whose pass reports it."""
+    try:
+        return FOLD_SPLITS[parse_loop_name(name).fold]
+    except PopRokError:
+        return "train"
+
+
 @dataclass(frozen=True)
 class Label:
-    notes: tuple[int, ...]
-    bpm: Optional[float]
-    optional: dict  # style / time_signature, where the label carries them
-    extra: dict  # every other key of the label, kept rather than dropped
+    """One loop's label, normalised, with everything it said: two labels are equal when they say the same."""
+
+    pitch: tuple[int, ...]  # as given: order and repeats kept
+    bpm: Optional[float]  # the tempo the label states, in BPM; None where it states none we can read
+    optional: dict  # style / time_signature: text (JSON for lists and objects), or None for null
+    extra: dict  # every other key of the label, and any value we had to interpret, as given
     source: str = field(compare=False)  # the label file, for messages
+    readings: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # (what, how it was read) for the survey
+
+    @property
+    def notes(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.pitch)))
+
+
+def json_type(value) -> str:
+    """The JSON name of a parsed value's type, for the survey."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _fields(value: dict) -> dict[str, list[str]]:
+    """Lower-cased key -> the label's keys that spell it (``Pitch``, ``PITCH``), in order."""
+    fields: dict[str, list[str]] = {}
+    for key in value:
+        fields.setdefault(str(key).lower(), []).append(key)
+    return fields
+
+
+def _first_key(fields: dict[str, list[str]], aliases: Iterable[str]) -> Optional[str]:
+    return next((key for alias in aliases for key in fields.get(alias, [])), None)
+
+
+def _midi_note(value) -> Optional[int]:
+    """A MIDI note number from an int, an integral float or a digit string; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and 0 <= value <= 127 else None
+
+
+def read_pitch(value) -> tuple[tuple[int, ...], str]:
+    """The notes of a label's ``pitch`` in order, and how they were written; ValueError if they are not notes."""
+    if not isinstance(value, list):
+        raise ValueError(f"'pitch' must be a list of MIDI note numbers (0-127), got {value!r}")
+    notes, kinds = [], set()
+    for item in value:
+        if isinstance(item, dict):
+            key = _first_key(_fields(item), NOTE_EVENT_KEYS)
+            note = _midi_note(item[key]) if key is not None and not isinstance(item[key], dict) else None
+            kinds.add("note events")
+        else:
+            note = _midi_note(item)
+            kinds.add({int: "integers", float: "integral floats", str: "digit strings"}.get(type(item), "other"))
+        if note is None:
+            raise ValueError(f"'pitch' must be a list of MIDI note numbers (0-127), got {item!r} in {value!r}")
+        notes.append(note)
+    return tuple(notes), " and ".join(sorted(kinds)) or "an empty list"
+
+
+def _tempo_scalar(value) -> Optional[tuple[float, bool]]:
+    """(BPM, whether it came in microseconds per quarter note) from a number or numeric text, else None."""
+    if isinstance(value, str):
+        match = TEMPO_TEXT.fullmatch(value.strip())
+        value = float(match[1]) if match else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        value = math.inf
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"tempo must be a positive number, got {value!r}")
+    if MICROSECONDS_PER_BEAT[0] <= value <= MICROSECONDS_PER_BEAT[1]:
+        return 60_000_000 / value, True
+    return value, False
+
+
+def _tempo_entry(entry) -> tuple[Optional[tuple[float, bool]], str]:
+    """One tempo that stands alone or in a tempo map: a number, text, ``[time, bpm]`` or an object."""
+    if isinstance(entry, dict):
+        key = _first_key(_fields(entry), TEMPO_OBJECT_KEYS)
+        return (None if key is None else _tempo_scalar(entry[key])), "objects"
+    if isinstance(entry, list) and len(entry) == 2:
+        return _tempo_scalar(entry[1]), "[time, bpm] pairs"
+    if isinstance(entry, str):
+        return _tempo_scalar(entry), "numeric text" if re.fullmatch(r"[0-9.]+", entry.strip()) else "text with a unit"
+    return _tempo_scalar(entry), "number"
+
+
+def read_tempo(value) -> tuple[Optional[float], str]:
+    """A label's tempo in BPM and how it was read; (None, how) when its shape says nothing we can read.
+
+    A list is a tempo map. ValueError for a tempo that is wrong, not merely unfamiliar: one that is not
+    positive, or a map whose tempi differ.
+    """
+    readings = [_tempo_entry(entry) for entry in value] if isinstance(value, list) and value else [_tempo_entry(value)]
+    if any(reading is None for reading, _ in readings):
+        return None, f"not read: {json_type(value)}"
+    tempi = sorted({round(bpm, 6) for (bpm, _), _ in readings})
+    if len(tempi) > 1:
+        raise ValueError(f"the tempo map changes tempo ({', '.join(f'{t:g}' for t in tempi)} BPM): the loop is not on one grid")
+    (bpm, microseconds), kind = readings[0]
+    how = "microseconds per quarter note" if microseconds else "BPM"
+    if isinstance(value, list):
+        return bpm, f"tempo map of {'numbers' if kind == 'number' else kind}, {how}"
+    return bpm, how if kind == "number" else f"{how}, {'an object' if kind == 'objects' else kind}"
+
+
+def label_text(value) -> Optional[str]:
+    """A label value for a string column: text as it is, null as null, anything else as JSON (never a repr)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
 
 
 def parse_label(name: str, value, source: str) -> Label:
-    """Check one loop's label object (``{"pitch": [36, 38, ...], "bpm": 100, ...}``)."""
+    """Check one loop's label object (``{"pitch": [36, 38, ...], "bpm": 100, ...}``, field names in any case)."""
     where = f"{source}: label {name!r}"
     if not isinstance(value, dict):
-        raise PopRokError(f"{where} is a {type(value).__name__}, not an object with 'pitch'")
-    pitch = value.get("pitch")
-    if not isinstance(pitch, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in pitch):
-        raise PopRokError(f"{where}: 'pitch' must be a list of MIDI note numbers, got {pitch!r}")
-    bpm = None
-    tempo_key = next((k for k in TEMPO_KEYS if k in value), None)
-    if tempo_key is not None:
-        tempo = value[tempo_key]
-        try:
-            bpm = float(tempo) if not isinstance(tempo, bool) else math.nan
-        except (TypeError, ValueError, OverflowError):
-            bpm = math.nan
-        if not (math.isfinite(bpm) and bpm > 0):
-            raise PopRokError(f"{where}: tempo {tempo_key!r} must be a positive number, got {tempo!r}")
+        raise PopRokError(f"{where} is a {json_type(value)}, not an object with 'pitch'")
+    fields = _fields(value)
+    pitch_key = _first_key(fields, (PITCH_KEY,))
+    if pitch_key is None:
+        raise PopRokError(f"{where} has no 'pitch': a list of MIDI note numbers")
+    try:
+        pitch, pitch_shape = read_pitch(value[pitch_key])
+        tempi = [(key, *read_tempo(value[key])) for key in (k for alias in TEMPO_KEYS for k in fields.get(alias, []))]
+    except ValueError as err:
+        raise PopRokError(f"{where}: {err}") from None
+    readings = [("pitch", pitch_shape)] + [("tempo", how) for _, _, how in tempi]
+    stated = [(key, bpm) for key, bpm, _ in tempi if bpm is not None]
+    if any(abs(bpm - stated[0][1]) > BPM_TOLERANCE for _, bpm in stated):
+        raise PopRokError(f"{where}: its tempi disagree ({', '.join(f'{k} {b:g}' for k, b in stated)})")
     optional = {}
-    for column, keys in OPTIONAL_LABEL_FIELDS.items():
-        key = next((k for k in keys if k in value), None)
+    for column, aliases in OPTIONAL_LABEL_FIELDS.items():
+        key = _first_key(fields, aliases)
         if key is not None:
-            optional[column] = str(value[key])
-    known = {"pitch", tempo_key, *(k for keys in OPTIONAL_LABEL_FIELDS.values() for k in keys)}
-    extra = {k: v for k, v in value.items() if k not in known}
-    return Label(tuple(sorted(set(pitch))), bpm, optional, extra, source)
+            optional[column] = (key, label_text(value[key]))
+    # Kept as given: every key that feeds no column, and `pitch` when its form had to be interpreted.
+    feeding = {key for key, _ in optional.values()} | ({pitch_key} if pitch_shape in ("integers", "an empty list") else set())
+    extra = {key: item for key, item in value.items() if key not in feeding}
+    return Label(
+        pitch=pitch,
+        bpm=stated[0][1] if stated else None,
+        optional={column: text for column, (_, text) in optional.items()},
+        extra=extra,
+        source=source,
+        readings=tuple(readings),
+    )
 
 
 @dataclass
@@ -192,27 +372,210 @@ def is_junk(path: str) -> bool:
     return "__MACOSX" in parts or parts[-1].startswith(".")
 
 
+def loop_name_of(key: str) -> tuple[str, Optional[str]]:
+    """The loop name a label key or record names (base name, no extension), and how it was written if not bare."""
+    base = key.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, extension = base.rpartition(".")
+    if dot and extension.lower() in ("wav", "json"):
+        base = stem
+    if base == key:
+        return key, None
+    return base, "with a folder" if "/" in key.replace("\\", "/") else f"with a .{extension.lower()} suffix"
+
+
+@dataclass
+class Survey:
+    """What the archives hold, as first met: every shape the reader had to interpret, counted.
+
+    Nothing here is a problem. The label reader and LoopReader fill it; generation jobs merge theirs.
+    """
+
+    files: Counter = field(default_factory=Counter)  # (archive, folder, extension) -> files
+    documents: Counter = field(default_factory=Counter)  # label document shape -> files
+    label_keys: Counter = field(default_factory=Counter)  # (key, JSON type) -> labels
+    readings: Counter = field(default_factory=Counter)  # (pitch|tempo, how it was read) -> labels
+    names: Counter = field(default_factory=Counter)  # how a label named its loop, when not bare -> labels
+    pitch_lengths: Counter = field(default_factory=Counter)  # len(pitch) -> labels
+    repeating_pitch: int = 0  # labels whose pitch list repeats a note
+    outside_key_map: Counter = field(default_factory=Counter)  # GM note the key map does not name -> labels
+    tracks: Counter = field(default_factory=Counter)  # track -> loops
+    durations: Counter = field(default_factory=Counter)  # exact / longer / shorter than 8 bars -> loops
+    farthest: dict = field(default_factory=lambda: {"longer": 0, "shorter": 0})  # samples past / short of 8 bars
+
+    _COUNTERS = ("files", "documents", "label_keys", "readings", "names", "pitch_lengths", "outside_key_map", "tracks", "durations")
+
+    def add_file(self, archive: str, path: str) -> None:
+        folder, _, base = path.replace("\\", "/").rpartition("/")
+        extension = "macOS junk" if is_junk(path) else (Path(base).suffix.lower() or "no extension")
+        self.files[(archive, folder or ".", extension)] += 1
+
+    def add_label(self, label: Label, named: Optional[str]) -> None:
+        self.readings.update(label.readings)
+        if named:
+            self.names[named] += 1
+        self.pitch_lengths[len(label.pitch)] += 1
+        self.repeating_pitch += len(set(label.pitch)) < len(label.pitch)
+
+    def add_duration(self, frames: int, bpm: int) -> None:
+        off = frames - round(BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm * SAMPLE_RATE)
+        kind = "exact" if off == 0 else "longer" if off > 0 else "shorter"
+        self.durations[kind] += 1
+        if off:
+            self.farthest[kind] = max(self.farthest[kind], abs(off))
+
+    def merge(self, state: dict) -> None:
+        """Add another job's ``state()``."""
+        for name in self._COUNTERS:
+            getattr(self, name).update({_key(k): v for k, v in state[name]})
+        self.repeating_pitch += state["repeating_pitch"]
+        for kind, samples in state["farthest"].items():
+            self.farthest[kind] = max(self.farthest[kind], samples)
+
+    def state(self) -> dict:
+        """Everything, as JSON a generation job can hand over."""
+        return {
+            **{name: list(getattr(self, name).items()) for name in self._COUNTERS},
+            "repeating_pitch": self.repeating_pitch,
+            "farthest": self.farthest,
+        }
+
+    def report(self, key_map: dict[int, str]) -> dict:
+        """The first-contact report, as JSON."""
+        files: dict = {}
+        for (archive, folder, extension), count in sorted(self.files.items()):
+            files.setdefault(archive, {}).setdefault(folder, {})[extension] = count
+        keys: dict = {}
+        for (key, kind), count in sorted(self.label_keys.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+            keys.setdefault(str(key), {})[kind] = count
+        readings: dict = {}
+        for (what, how), count in sorted(self.readings.items()):
+            readings.setdefault(what, {})[how] = count
+        lengths = sorted(self.pitch_lengths.elements())
+        shared = {f"{track:04d}": loops for track, loops in sorted(self.tracks.items()) if loops > 1}
+        return {
+            "files": files,
+            "label_documents": dict(sorted(self.documents.items())),
+            "label_keys": keys,
+            "tempo_read_as": readings.get("tempo", {}),
+            "pitch_read_as": readings.get("pitch", {}),
+            "pitch_lengths": {"min": lengths[0], "median": statistics.median(lengths), "max": lengths[-1]} if lengths else None,
+            "pitch_lists_repeating_a_note": self.repeating_pitch,
+            "loop_names_in_labels": dict(sorted(self.names.items())),
+            "notes_outside_key_map": {
+                str(note): {"name": GM_PERCUSSION[note], "loops": loops} for note, loops in sorted(self.outside_key_map.items())
+            },
+            "key_map": {str(note): name for note, name in key_map.items()},
+            "tracks_shared_by_several_loops": shared,
+            "durations_vs_8_bars": {
+                "exact": self.durations["exact"],
+                "longer": self.durations["longer"],
+                "shorter": self.durations["shorter"],
+                "longest_overhang_ms": round(self.farthest["longer"] / SAMPLE_RATE * 1000, 2),
+                "largest_shortfall_ms": round(self.farthest["shorter"] / SAMPLE_RATE * 1000, 2),
+            },
+        }
+
+    def notes(self) -> list[str]:
+        """What the reader had to interpret or should be known, one short phrase each."""
+        notes = [f"{count} label document(s) {shape}" for shape, count in sorted(self.documents.items()) if shape not in ("keyed", "key map")]
+        notes += [f"{count} {what} read as {how}" for (what, how), count in sorted(self.readings.items()) if how not in ("integers", "BPM")]
+        notes += [f"{count} loop name(s) in labels {how}" for how, count in sorted(self.names.items())]
+        cased = sorted({str(key) for key, _ in self.label_keys if str(key) != str(key).lower()})
+        if cased:
+            notes.append(f"label keys read case-insensitively: {', '.join(cased)}")
+        notes += [f"note {note} ({GM_PERCUSSION[note]}) outside the key map in {loops} loop(s)" for note, loops in sorted(self.outside_key_map.items())]
+        shared = sum(1 for loops in self.tracks.values() if loops > 1)
+        if shared:
+            notes.append(f"{shared} track number(s) shared by several loops")
+        for kind in ("longer", "shorter"):
+            if self.durations[kind]:
+                ms = self.farthest[kind] / SAMPLE_RATE * 1000
+                notes.append(f"{self.durations[kind]} loop(s) {kind} than 8 bars (by up to {ms:.1f} ms)")
+        return notes
+
+    def text(self, key_map: dict[int, str]) -> str:
+        """The report for people: what `validate` prints before any problem, and the build's description."""
+        report = self.report(key_map)
+        lines = ["What the archives hold:"]
+        for archive, folders in report["files"].items():
+            for folder, extensions in folders.items():
+                counts = ", ".join(f"{count} {extension}" for extension, count in extensions.items())
+                lines.append(f"  {archive}: {folder}/ {counts}")
+        lines.append("  label documents: " + _counts(report["label_documents"]))
+        lines.append("  label keys: " + "; ".join(f"{key} ({_counts(kinds)})" for key, kinds in report["label_keys"].items()))
+        lines.append("  tempo read as: " + _counts(report["tempo_read_as"]))
+        lines.append("  pitch read as: " + _counts(report["pitch_read_as"]))
+        if report["pitch_lengths"]:
+            lengths = report["pitch_lengths"]
+            lines.append(
+                f"  pitch lengths: min {lengths['min']}, median {lengths['median']:g}, max {lengths['max']}; "
+                f"{report['pitch_lists_repeating_a_note']} list(s) repeat a note"
+            )
+        if report["loop_names_in_labels"]:
+            lines.append("  loop names in labels: " + _counts(report["loop_names_in_labels"]))
+        outside = report["notes_outside_key_map"]
+        lines.append("  notes outside the key map: " + ("; ".join(f"{n} {v['name']} ({v['loops']} loops)" for n, v in outside.items()) or "none"))
+        shared = report["tracks_shared_by_several_loops"]
+        lines.append(f"  tracks shared by several loops: {len(shared)}" + (f" ({_counts(dict(list(shared.items())[:10]))}{', ...' if len(shared) > 10 else ''})" if shared else ""))
+        durations = report["durations_vs_8_bars"]
+        if sum(durations[kind] for kind in ("exact", "longer", "shorter")):
+            lines.append(
+                f"  durations against 8 bars at the file name's BPM: {durations['exact']} exact to the sample, "
+                f"{durations['longer']} longer (by up to {durations['longest_overhang_ms']} ms), "
+                f"{durations['shorter']} shorter (by up to {durations['largest_shortfall_ms']} ms)"
+            )
+        return "\n".join(lines)
+
+
+def _key(key):
+    """A Counter key back from JSON: tuples were lists."""
+    return tuple(key) if isinstance(key, list) else key
+
+
+def _counts(counts: dict) -> str:
+    return "; ".join(f"{count} {name}" for name, count in counts.items()) or "none"
+
+
 @dataclass
 class LabelSet:
-    """Every label of the label archive, with the problems found reading it."""
+    """Every label of the label archive, with the problems found reading it and the survey of its shapes."""
 
     labels: dict[str, Label] = field(default_factory=dict)
     key_map: dict[int, str] = field(default_factory=lambda: dict(KEY_MAP))
     rejected: set[str] = field(default_factory=set)  # loops whose label is unusable (already a problem)
     unreadable: bool = False  # the label archive itself is damaged (already a problem)
     problems: Problems = field(default_factory=Problems)
+    survey: Survey = field(default_factory=Survey)
     json_files: int = 0
+
+    @property
+    def other_notes(self) -> list[int]:
+        """General MIDI percussion notes the labels play that the key map does not name."""
+        return sorted({n for label in self.labels.values() for n in label.notes if n not in self.key_map and n in GM_PERCUSSION})
+
+    def instrument(self, note: int) -> Optional[str]:
+        """A note's class name: the key map's, else General MIDI's; None for a note outside both."""
+        return self.key_map.get(note) or GM_PERCUSSION.get(note)
+
+    @property
+    def instrument_names(self) -> list[str]:
+        """The key map's names, then the GM names of the other notes found (ClassLabel names: each once)."""
+        return list(dict.fromkeys([*self.key_map.values(), *(GM_PERCUSSION[n] for n in self.other_notes)]))
 
 
 def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
     """Collect every loop label and the key map from the JSON files of the label archive.
 
-    Accepts one JSON per loop or one for many, under any folder: each file is an object keyed by loop
-    name, or a bare label named by its file. A file holding ``key_map_drum_note_labels`` is the key map.
+    Accepts one JSON per loop or one for many, under any folder. A document is an object keyed by loop
+    name, a bare label named by its file, or a list of records naming their loop (``name``, ``file``,
+    ``filename`` or ``id``); a document holding ``key_map_drum_note_labels`` gives the key map (and may
+    hold labels beside it).
     """
     found = LabelSet()
-    problems = found.problems
+    problems, survey = found.problems, found.survey
+    key_map_source = None
     for path, data in members:
+        survey.add_file(ARCHIVES["json"], path)
         if is_junk(path) or not path.lower().endswith(".json"):
             continue
         found.json_files += 1
@@ -222,33 +585,69 @@ def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
             problems.add(path, f"malformed JSON ({err})")
             continue
         if isinstance(document, dict) and KEY_MAP_FIELD in document:
+            document = dict(document)
             try:
-                found.key_map = parse_key_map(document[KEY_MAP_FIELD])
+                key_map = parse_key_map(document.pop(KEY_MAP_FIELD))
             except PopRokError as err:
                 problems.add(path, str(err))
-            continue
-        if isinstance(document, dict) and "pitch" in document:
-            document = {Path(path).stem: document}
-        if not isinstance(document, dict):
-            problems.add(path, f"expected an object keyed by loop name, got a {type(document).__name__}")
-            continue
-        for name, value in document.items():
-            try:
-                label = parse_label(name, value, path)
-            except PopRokError as err:
-                problems.add(path, str(err).removeprefix(f"{path}: "))  # the report names the file once
-                found.rejected.add(name)
+            else:
+                if key_map_source is not None and key_map != found.key_map:
+                    problems.add(path, f"its key map differs from the one in {key_map_source}")
+                found.key_map, key_map_source = key_map, key_map_source or path
+            survey.documents["key map" if not document else "key map and keyed labels"] += 1
+            if not document:
                 continue
-            previous = found.labels.get(name)
-            if previous is not None and previous != label:
-                problems.add(path, f"loop {name!r} is labelled differently in {previous.source}")
-                found.rejected.add(name)
-            found.labels.setdefault(name, label)
+            shape = None
+        elif isinstance(document, dict) and _first_key(_fields(document), (PITCH_KEY,)) is not None:
+            document, shape = {Path(path).stem: document}, "bare"
+        elif isinstance(document, dict):
+            shape = "keyed"
+        elif isinstance(document, list):
+            document, shape = _records(document, path, problems), "records"
+        else:
+            problems.add(path, f"expected an object keyed by loop name or a list of records, got a {json_type(document)}")
+            continue
+        if shape:
+            survey.documents[shape] += 1
+        for key, value in document.items():
+            _add_label(found, key, value, path)
     for name in found.rejected:
         found.labels.pop(name, None)
+    for label in found.labels.values():
+        survey.outside_key_map.update(n for n in label.notes if n not in found.key_map and n in GM_PERCUSSION)
     if found.json_files == 0:
         raise PopRokError("the label archive holds no JSON file: is it pop_rok_drm_id_001_json.tar.gz? Re-download it.")
     return found
+
+
+def _records(document: list, path: str, problems: Problems) -> dict:
+    """A list of records, each naming its loop in a field of its own -> {name: the rest of the record}."""
+    labels = {}
+    for index, record in enumerate(document):
+        key = _first_key(_fields(record), RECORD_NAME_KEYS) if isinstance(record, dict) else None
+        if key is None or not isinstance(record[key], str):
+            problems.add(path, f"record {index} names no loop (in a 'name', 'file', 'filename' or 'id' field): {record!r:.200}")
+            continue
+        labels[record[key]] = {k: v for k, v in record.items() if k != key}
+    return labels
+
+
+def _add_label(found: LabelSet, key: str, value, path: str) -> None:
+    name, named = loop_name_of(key)
+    if isinstance(value, dict):
+        found.survey.label_keys.update((key, json_type(item)) for key, item in value.items())
+    try:
+        label = parse_label(name, value, path)
+    except PopRokError as err:
+        found.problems.add(path, str(err).removeprefix(f"{path}: "))  # the report names the file once
+        found.rejected.add(name)
+        return
+    found.survey.add_label(label, named)
+    previous = found.labels.get(name)
+    if previous is not None and previous != label:
+        found.problems.add(path, f"loop {name!r} is labelled differently in {previous.source}")
+        found.rejected.add(name)
+    found.labels.setdefault(name, label)
 
 
 def parse_key_map(entries) -> dict[int, str]:
@@ -263,14 +662,13 @@ def parse_key_map(entries) -> dict[int, str]:
     return key_map
 
 
-def beat_grid(bpm: float, duration: float) -> tuple[list[float], list[float]]:
-    """Beats and downbeats (seconds) of a grid-quantised loop that starts on the downbeat.
+def beat_grid(bpm: float, num_bars: int) -> tuple[list[float], list[float]]:
+    """Beats and downbeats (seconds) of ``num_bars`` bars of 4/4 that start on the downbeat.
 
-    A beat within one sample of the end belongs to the next repeat: lengths are rounded to samples.
+    From the bars, not from the file's end: a file running some milliseconds past its bars (a reverb tail,
+    MP3 padding) has no extra beat.
     """
-    period = 60.0 / bpm
-    count = math.ceil((duration - 1 / SAMPLE_RATE) / period)
-    beats = [i * period for i in range(count)]
+    beats = [i * 60.0 / bpm for i in range(num_bars * BEATS_PER_BAR)]
     return beats, beats[::BEATS_PER_BAR]
 
 
@@ -309,13 +707,15 @@ class LoopReader:
         self.labels = labels
         self.columns = set(columns)
         self.problems = Problems(list(labels.problems.entries))
+        self.survey = Survey()  # what the WAV side holds; the labels' own survey is labels.survey
         self.seen: set[str] = set()
         self.wav_files = 0
         self.audio_seconds = 0.0
 
-    def audio_rows(self, members: Iterable[tuple[str, bytes]], archive: str) -> Iterator[tuple[str, dict]]:
-        """(name, row) for every good loop among the WAV archive's members."""
+    def audio_rows(self, members: Iterable[tuple[str, bytes]], archive: str, require_wav: bool = True) -> Iterator[tuple[str, dict]]:
+        """(name, row) for every good loop among the WAV archive's members (``require_wav``: at least one)."""
         for path, data in _archive_errors_as_problems(members):
+            self.survey.add_file(archive, path)
             if is_junk(path) or not path.lower().endswith(".wav"):
                 continue
             self.wav_files += 1
@@ -324,7 +724,7 @@ class LoopReader:
             self.seen.add(name)
             if row is not None:
                 yield name, row
-        if self.wav_files == 0:
+        if self.wav_files == 0 and require_wav:
             raise PopRokError(f"{archive} holds no WAV file: is it pop_rok_drm_id_001_wav.tar.gz? Re-download it.")
 
     def unmatched_labels(self, wav_names: Iterable[str]) -> None:
@@ -342,6 +742,7 @@ class LoopReader:
         if name in self.seen:
             self.problems.add(path, f"loop {name!r} appears twice in the audio archive")
             return None
+        self.survey.tracks[loop.track] += 1
         try:
             info = read_wav_info(data)
         except WavError as err:
@@ -352,6 +753,7 @@ class LoopReader:
             expected = (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS)
             self.problems.add(path, "is {} Hz / {}-bit / {} channel(s); POP-ROK loops are {} Hz / {}-bit / {}".format(*found, *expected))
             return None
+        self.survey.add_duration(info.num_frames, loop.bpm)
         row = self.label_row(loop, path)
         if row is None:
             return None
@@ -360,25 +762,30 @@ class LoopReader:
         if os.path.isfile(audio_path):
             # datasets would store this relative path instead of the bytes, breaking the dataset elsewhere.
             raise PopRokError(f"{os.path.abspath(audio_path)} exists in the working folder: run from another folder")
-        beats, downbeats = beat_grid(loop.bpm, info.duration)
+        num_bars = round(info.duration * loop.bpm / 60 / BEATS_PER_BAR)
+        beats, downbeats = beat_grid(loop.bpm, num_bars)
         return {
             "audio": {"bytes": data, "path": audio_path},
             **row,
             "duration": _float32(info.duration),
-            "num_bars": round(info.duration * loop.bpm / 60 / BEATS_PER_BAR),
+            "num_bars": num_bars,
             "beats": _float32(beats),
             "downbeats": _float32(downbeats),
         }
 
-    def label_rows(self) -> Iterator[tuple[str, dict]]:
-        """(name, row) for every good label, for the labels-only config, in playlist (track) order."""
+    def label_rows(self, split: Optional[str] = None) -> Iterator[tuple[str, dict]]:
+        """(name, row) for every good label (of ``split``), for the labels-only config, in playlist (track) order."""
         for name in sorted(self.labels.labels, key=lambda name: (name[-4:], name)):  # valid names end in the track
             source = self.labels.labels[name].source
             try:
-                row = self.label_row(parse_loop_name(name), source)
+                loop = parse_loop_name(name)
             except PopRokError as err:
                 self.problems.add(source, str(err))
                 continue
+            if split is not None and FOLD_SPLITS[loop.fold] != split:
+                continue
+            self.survey.tracks[loop.track] += 1
+            row = self.label_row(loop, source)
             if row is not None:
                 yield name, row
 
@@ -392,19 +799,24 @@ class LoopReader:
         if label.bpm is not None and abs(label.bpm - loop.bpm) > BPM_TOLERANCE:
             self.problems.add(path, f"the file name says {loop.bpm} BPM, its label ({label.source}) says {label.bpm:g}")
             return None
-        key_map = self.labels.key_map
-        unknown = [n for n in label.notes if n not in key_map]
+        instruments = [self.labels.instrument(n) for n in label.notes]
+        unknown = [n for n, instrument in zip(label.notes, instruments) if instrument is None]
         if unknown:
-            self.problems.add(label.source, f"loop {loop.name!r} plays MIDI note(s) {unknown} that the key map does not name")
+            self.problems.add(
+                label.source,
+                f"loop {loop.name!r} plays MIDI note(s) {unknown} that neither the key map nor General MIDI percussion (35-81) names",
+            )
             return None
         row = {
             "name": loop.name,
             "track": loop.track,
+            "fold": loop.fold,
             "bpm": loop.bpm,
             "genre": loop.genre,
             "subgenre": loop.subgenre,
+            "pitch": list(label.pitch),
             "notes": list(label.notes),
-            "instruments": [key_map[n] for n in label.notes],
+            "instruments": instruments,
         }
         for column in OPTIONAL_LABEL_FIELDS:
             if column in self.columns:
@@ -437,19 +849,21 @@ class PopRokConfig(datasets.BuilderConfig):
 # -------------------------------------------------------------------------------------------- features
 
 
-def make_features(with_audio: bool, key_map: dict[int, str], optional_fields: Iterable[str] = ()) -> datasets.Features:
-    """The columns, in order; optional ones only when some label carries them."""
+def make_features(with_audio: bool, instruments: Iterable[str], optional_fields: Iterable[str] = ()) -> datasets.Features:
+    """The columns, in order; optional ones only when some label carries them. ``instruments``: the class names."""
     columns = {}
     if with_audio:
         columns["audio"] = datasets.Audio(sampling_rate=SAMPLE_RATE)
     columns.update(
         name=datasets.Value("string"),
         track=datasets.Value("int32"),
+        fold=datasets.Value("int32"),
         bpm=datasets.Value("int32"),
         genre=datasets.Value("string"),
         subgenre=datasets.Value("string"),
+        pitch=datasets.List(datasets.Value("int32")),  # the label's list as given: order and repeats kept
         notes=datasets.List(datasets.Value("int32")),
-        instruments=datasets.List(datasets.ClassLabel(names=list(dict.fromkeys(key_map.values())))),
+        instruments=datasets.List(datasets.ClassLabel(names=list(dict.fromkeys(instruments)))),
     )
     if with_audio:
         columns.update(
@@ -480,6 +894,9 @@ class PopRok(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "default"
     _problem_dir: Optional[str] = None  # while preparing: where each generation job leaves its problems
+    _labels: Optional[LabelSet] = None  # read by _split_generators, for the survey
+    _written: dict = {}  # while preparing: split -> (rows, bytes) written by an earlier split's pass
+    _file_format = "arrow"
 
     def __init__(self, *args, **kwargs):
         if os.environ.get(BASE_URL_ENV) and not kwargs.get("base_url"):
@@ -507,7 +924,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=_DESCRIPTION,
-            features=make_features(self.config.with_audio, KEY_MAP),
+            features=make_features(self.config.with_audio, KEY_MAP.values()),
             homepage=_HOMEPAGE,
             license=_LICENSE,
             citation=_CITATION,
@@ -516,26 +933,34 @@ class PopRok(datasets.GeneratorBasedBuilder):
     # ---------------------------------------------------------------------------------------- splits
 
     def _split_generators(self, dl_manager):
+        """train, validation and test by fold. The WAV archive is one stream: its first split's pass fills all three."""
         sources = archive_sources(self.config.data_dir, self.config.base_url)
         labels = read_labels(_archive_errors_as_problems(self._members(dl_manager, "json", *sources["json"])))
+        self._labels = labels
         optional = {column for label in labels.labels.values() for column in label.optional}
         if any(label.extra for label in labels.labels.values()):
             optional.add("extra_labels")
-        self.info.features = make_features(self.config.with_audio, labels.key_map, optional)
-        gen_kwargs = {"labels": labels}
+        self.info.features = make_features(self.config.with_audio, labels.instrument_names, optional)
+        gen_kwargs = {split: {"labels": labels, "split": split} for split in SPLIT_FOLDS}
         if self.config.with_audio:
             wav_source, extracted = sources["wav"]
-            if extracted:  # one shard per file, so num_proc can split the work
-                gen_kwargs["wav_files"] = sorted(_walk(wav_source, ".wav"))
-                if not gen_kwargs["wav_files"]:
+            if extracted:  # one shard per file, so num_proc can split the work; each split reads only its files
+                files = sorted(_walk(wav_source, ".wav"))
+                if not files:
                     raise PopRokError(f"data_dir {wav_source!r} holds neither {ARCHIVES['wav']} nor any WAV file")
                 # Every job gets a slice of the files, so labels without a WAV are found here, once.
                 reader = LoopReader(labels, ())
-                reader.unmatched_labels(Path(path).stem for path in gen_kwargs["wav_files"])
+                reader.unmatched_labels(Path(path).stem for path in files)
                 labels.problems = reader.problems
+                for path in files:
+                    gen_kwargs[_split_of(Path(path).stem)].setdefault("wav_files", []).append(path)
+                for kwargs in gen_kwargs.values():
+                    kwargs.setdefault("wav_files", [])
             else:
-                gen_kwargs["wav_archive"] = self._members(dl_manager, "wav", wav_source, extracted)
-        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
+                archive = self._members(dl_manager, "wav", wav_source, extracted)
+                for kwargs in gen_kwargs.values():
+                    kwargs["wav_archive"] = archive
+        return [datasets.SplitGenerator(name=split, gen_kwargs=kwargs) for split, kwargs in gen_kwargs.items()]
 
     def _members(self, dl_manager, kind: str, source: str, extracted: bool) -> Iterable[tuple[str, bytes]]:
         """(path, bytes) of the files of an archive (read end to end, checked), or below an extracted folder.
@@ -583,34 +1008,85 @@ class PopRok(datasets.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         """Prepare, then settle the problems of every generation job (num_proc may run several) at once."""
+        self._written = {}
         with tempfile.TemporaryDirectory(prefix="pop_rok_problems_") as self._problem_dir:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
-            entries = [
-                tuple(entry) for path in sorted(Path(self._problem_dir).iterdir()) for entry in json.loads(path.read_text())
-            ]
+            jobs = [json.loads(path.read_text()) for path in sorted(Path(self._problem_dir).iterdir())]
         self._problem_dir = None
+        survey = self._labels.survey
+        for job in jobs:
+            survey.merge(job["survey"])
+        self._describe(survey)
         rows = sum(split.num_examples for split in self.info.splits.values())
+        entries = [tuple(entry) for job in jobs for entry in job["problems"]]
         self._settle(Problems(list(dict.fromkeys(entries))), rows)  # label problems reach every job: once each
 
-    def _generate_examples(self, labels: LabelSet, wav_archive=None, wav_files=None):
+    def _prepare_split(self, split_generator, file_format="arrow", num_proc=None, max_shard_size=None):
+        """As datasets' own, except for a split that an earlier split's pass over the WAV archive has written."""
+        written = self._written.pop(split_generator.name, None)
+        if written is None:
+            self._file_format = file_format
+            return super()._prepare_split(split_generator, file_format=file_format, num_proc=num_proc, max_shard_size=max_shard_size)
+        split_generator.split_info.num_examples, split_generator.split_info.num_bytes = written
+
+    def _generate_examples(self, labels: LabelSet, split: str, wav_archive=None, wav_files=None):
         reader = LoopReader(labels, self.info.features)
+        preparing = self._problem_dir is not None
         if not self.config.with_audio:
-            rows = reader.label_rows()
+            rows = reader.label_rows(split)
         elif wav_archive is not None:
             # Preparing, a thread reads ahead: decompressing overlaps writing the cache. Streaming reads on demand.
-            rows = reader.audio_rows(read_ahead(wav_archive) if self._problem_dir else wav_archive, ARCHIVES["wav"])
+            rows = reader.audio_rows(read_ahead(wav_archive) if preparing else wav_archive, ARCHIVES["wav"])
         else:  # labels without a WAV were found by _split_generators
             files = _read_each(wav_files)
-            rows = reader.audio_rows(read_ahead(files) if self._problem_dir else files, self.config.data_dir)
+            rows = reader.audio_rows(read_ahead(files) if preparing else files, self.config.data_dir, require_wav=False)
+        # Preparing from the archive, one pass writes every split: this split's rows through datasets, the others'
+        # beside it. Streaming a split reads the whole archive and yields that split's rows.
+        one_pass = wav_archive is not None and preparing
         count = 0
-        for count, row in enumerate(rows, start=1):
-            yield row
+        with self._other_split_writers(split) if one_pass else contextlib.nullcontext({}) as others:
+            for count, (name, row) in enumerate(rows, start=1):
+                target = FOLD_SPLITS[row["fold"]]
+                if target == split:
+                    yield name, row
+                elif target in others:
+                    others[target].write(self.info.features.encode_example(row))
         if wav_archive is not None:
             reader.unmatched_labels(reader.seen)  # the whole archive was read
-        if self._problem_dir:  # preparing: _download_and_prepare settles once every job is done
-            Path(self._problem_dir, f"{uuid.uuid4().hex}.json").write_text(json.dumps(reader.problems.entries))
+        if preparing:  # _download_and_prepare settles once every job is done
+            job = {"problems": reader.problems.entries, "survey": reader.survey.state()}
+            Path(self._problem_dir, f"{uuid.uuid4().hex}.json").write_text(json.dumps(job))
         else:  # streaming
             self._settle(reader.problems, count)
+
+    @contextlib.contextmanager
+    def _other_split_writers(self, split: str):
+        """Arrow writers for the splits after ``split``, at the paths datasets reads them from (one shard each)."""
+        from datasets.arrow_writer import ArrowWriter
+
+        if self._file_format != "arrow":
+            raise PopRokError(f"POP-ROK is prepared as Arrow (one pass over the WAV archive), not {self._file_format}")
+        writers = {
+            other: ArrowWriter(
+                features=self.info.features,
+                path=posixpath.join(self._output_dir, f"{self.dataset_name}-{other}.arrow"),
+                writer_batch_size=self._writer_batch_size,
+            )
+            for other in SPLIT_FOLDS
+            if other != split
+        }
+        try:
+            yield writers
+        finally:
+            for other, writer in writers.items():
+                self._written[other] = writer.finalize()
+                writer.close()
+
+    def _describe(self, survey: Survey) -> None:
+        """The first-contact report goes into the dataset's description; its notes, in one line, to stderr."""
+        notes = survey.notes()
+        print(f"POP-ROK first contact: {'; '.join(notes) if notes else 'the archives hold what the reader expects'}", file=sys.stderr)
+        self.info.description = f"{_DESCRIPTION}\n{survey.text(self._labels.key_map)}\n"
 
     def _settle(self, problems: Problems, rows: int) -> None:
         """Raise with every problem, or (on_error="skip") report what was left out and carry on."""
@@ -621,7 +1097,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
         if self.config.on_error == "skip":
             report = f"Left out by on_error='skip' ({len(problems.entries)} problem(s)):\n{problems.report()}"
             print(f"POP-ROK: {report}", file=sys.stderr)
-            self.info.description = f"{_DESCRIPTION}\n{report}\n"
+            self.info.description += f"\n{report}\n"
             return
         raise PopRokError(
             f"POP-ROK input has {len(problems.entries)} problem(s):\n{problems.report()}\n"
@@ -730,12 +1206,18 @@ def require_audio_stack() -> None:
 
 
 def load_pop_rok(split=None, streaming=False, config="default", **builder_kwargs):
-    """What ``load_dataset`` returned for loading scripts: prepared (or streamed) POP-ROK."""
+    """What ``load_dataset`` returned for loading scripts: prepared (or streamed) POP-ROK.
+
+    ``split`` takes datasets' split arithmetic (``"train+validation"``, ``ALL_SPLITS``); streamed, each
+    named split is one pass over the archive, chained.
+    """
     builder = PopRok(config_name=config, **builder_kwargs)
-    if streaming:
+    if not streaming:
+        builder.download_and_prepare()
+        return builder.as_dataset(split=split)
+    if split is None or "+" not in str(split):
         return builder.as_streaming_dataset(split=split)
-    builder.download_and_prepare()
-    return builder.as_dataset(split=split)
+    return datasets.concatenate_datasets([builder.as_streaming_dataset(split=part.strip()) for part in str(split).split("+")])
 
 
 # ------------------------------------------------------------------------------------ export and push
@@ -805,6 +1287,7 @@ def push(repo_id: str, config: str = "all", audio_format: str = "wav", *, privat
 # ------------------------------------------------------------------------------------- synthetic sample
 
 SAMPLE_LAYOUTS = ("per-loop", "aggregated")
+SAMPLE_LABELS = ("plain", "varied")
 
 
 @dataclass(frozen=True)
@@ -818,11 +1301,32 @@ class SampleLoop:
     seed: int
 
 
-def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop", compresslevel: int = 6) -> list[SampleLoop]:
+def _sample_tracks(rng, loops: int) -> list[int]:
+    """Random track numbers, the first in folds 9, 8 and 0-7: even a sample of three has test, validation and train."""
+    pool = rng.sample(range(1, 10000), 9999)
+    firsts = [next(t for t in pool if track_fold(t) in folds) for folds in (SPLIT_FOLDS["test"], SPLIT_FOLDS["validation"], SPLIT_FOLDS["train"])]
+    return sorted([*firsts, *(t for t in pool if t not in firsts)][:loops])
+
+
+# The shapes a "varied" sample writes its labels in, loop by loop: each one a reading the reader must make.
+_VARIED_LABELS = (
+    lambda loop: {"pitch": list(reversed(loop.notes)), "tempo": round(60_000_000 / loop.bpm)},  # microseconds per beat
+    lambda loop: {"Pitch": [float(n) for n in loop.notes], "BPM": f"{loop.bpm} BPM"},
+    lambda loop: {"pitch": [{"note": n, "velocity": 100} for n in loop.notes], "tempo": [[0.0, loop.bpm]]},
+    lambda loop: {"pitch": [str(n) for n in loop.notes], "tempo": {"bpm": loop.bpm}, "time_signature": "4/4", "timesig": [4, 4]},
+    lambda loop: {"pitch": [*loop.notes, *loop.notes], "tempo": [float(loop.bpm)], "style": None},
+)
+
+
+def make_sample(
+    out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop", compresslevel: int = 6, labels: str = "plain"
+) -> list[SampleLoop]:
     """Write POP-ROK-shaped WAV and label archives into ``out_dir`` and return what they hold.
 
     ``per-loop``: folders, one JSON per loop, the key-map file and macOS junk, as a laptop packs them;
-    ``aggregated``: WAVs and one JSON for all loops at the archive root.
+    ``aggregated``: WAVs and one JSON for all loops at the archive root. ``labels="varied"`` writes each
+    label in another shape (microseconds per beat, tempo maps, note events, ``"120 BPM"``, records, bare
+    labels), as the real archive might: ``validate`` then reports what it had to interpret.
     """
     import random
 
@@ -830,10 +1334,11 @@ def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop"
 
     if layout not in SAMPLE_LAYOUTS:
         raise PopRokError(f"unknown layout {layout!r}: choose one of {', '.join(SAMPLE_LAYOUTS)}")
+    if labels not in SAMPLE_LABELS:
+        raise PopRokError(f"unknown labels {labels!r}: choose one of {', '.join(SAMPLE_LABELS)}")
     rng = random.Random(seed)
-    tracks = sorted(rng.sample(range(1, 10000), loops))
     sample = []
-    for track in tracks:
+    for track in _sample_tracks(rng, loops):
         bpm = rng.randint(*BPM_RANGE)
         notes = {36} | {n for n in KEY_MAP if rng.random() < 0.45}
         name = f"{bpm}bpm_pop_rok_drm_id_001_{track:04d}"
@@ -850,16 +1355,34 @@ def make_sample(out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop"
             if per_loop:
                 tar.add_macos_junk(f"{wav_folder}{loop.name}.wav")
     with TarGzWriter(out / ARCHIVES["json"], compresslevel) as tar:
-        labels = {loop.name: {"pitch": list(reversed(loop.notes)), "bpm": loop.bpm} for loop in sample}
-        if per_loop:
-            key_map = [{"note": note, "label": label} for note, label in KEY_MAP.items()]
-            tar.add(f"{json_folder}pop_rok_drm_id_001_labels.json", json.dumps({KEY_MAP_FIELD: key_map}).encode())
-            for name, label in labels.items():
-                tar.add(f"{json_folder}json/{name}.json", json.dumps({name: label}).encode())
-                tar.add_macos_junk(f"{json_folder}json/{name}.json")
-        else:
-            tar.add("pop_rok_drm_id_001.json", json.dumps(labels, indent=1).encode())
+        for path, document in _sample_label_documents(sample, per_loop, labels):
+            tar.add(f"{json_folder}{path}", json.dumps(document, indent=None if per_loop else 1).encode())
+            if per_loop and path.startswith("json/"):
+                tar.add_macos_junk(f"{json_folder}{path}")
     return sample
+
+
+def _sample_label_documents(sample: list[SampleLoop], per_loop: bool, labels: str) -> Iterator[tuple[str, object]]:
+    """(path, JSON document) of the label archive: keyed documents, and with "varied" labels bare ones and records."""
+    if labels == "plain":
+        values = {loop.name: {"pitch": list(reversed(loop.notes)), "bpm": loop.bpm} for loop in sample}
+    else:
+        values = {loop.name: _VARIED_LABELS[i % len(_VARIED_LABELS)](loop) for i, loop in enumerate(sample)}
+    if per_loop:
+        key_map = [{"note": note, "label": label} for note, label in KEY_MAP.items()]
+        yield "pop_rok_drm_id_001_labels.json", {KEY_MAP_FIELD: key_map}
+    if labels == "varied":  # every third loop as a record of a list, every third one after it bare
+        records = [{"file": f"{name}.wav", **value} for i, (name, value) in enumerate(values.items()) if i % 3 == 2]
+        yield "json/records.json", records
+        bare = {name: value for i, (name, value) in enumerate(values.items()) if i % 3 == 1}
+        for name, value in bare.items():
+            yield f"json/{name}.json", value
+        values = {name: value for i, (name, value) in enumerate(values.items()) if i % 3 == 0}
+    if per_loop:
+        for name, value in values.items():
+            yield f"json/{name}.json", {name: value}
+    else:
+        yield "pop_rok_drm_id_001.json", values
 
 
 # -------------------------------------------------------------------------------------------- validate
@@ -873,12 +1396,30 @@ class ValidationReport:
     audio_hours: float = 0.0
     archives: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (bytes, md5)
     problems: Problems = field(default_factory=Problems)
+    survey: Survey = field(default_factory=Survey)  # the first-contact report: notes, never problems
+    key_map: dict[int, str] = field(default_factory=lambda: dict(KEY_MAP))
+
+    def to_json(self) -> dict:
+        """The same report as one JSON object (``validate --json``)."""
+        return {
+            "sources": self.sources,
+            "archives": {name: {"bytes": size, "md5": md5} for name, (size, md5) in self.archives.items()},
+            "labels_found": self.labels,
+            "loops_found": self.loops,
+            "audio_hours": round(self.audio_hours, 6),
+            "first_contact": {**self.survey.report(self.key_map), "notes": self.survey.notes()},
+            "problems": [{"file": file, "message": message} for file, message in self.problems.entries],
+        }
 
     def __str__(self) -> str:
         lines = ["POP-ROK validation"]
         lines += [f"  {kind} source: {where}" for kind, where in self.sources.items()]
         lines += [f"  {name}: {size:,} bytes, md5 {md5}" for name, (size, md5) in self.archives.items()]
         lines += [f"  labels found: {self.labels}", f"  loops found:  {self.loops}", f"  audio:        {self.audio_hours:.3f} hours"]
+        lines.append(self.survey.text(self.key_map))
+        notes = self.survey.notes()
+        lines.append(f"{len(notes)} note(s) on what the reader interpreted:" if notes else "nothing had to be interpreted")
+        lines += [f"  * {note}" for note in notes]
         if not self.problems:
             return "\n".join(lines + ["no problems found"])
         return "\n".join(lines + [f"{len(self.problems.entries)} problem(s):", self.problems.report()])
@@ -899,7 +1440,7 @@ def validate(data_dir=None, base_url=None, online=False, record_url=ZENODO_RECOR
         report.problems.add(ARCHIVES["json"], str(err))
         labels = LabelSet(unreadable=True)
     report.labels = len(labels.labels) + len(labels.rejected)
-    loops = LoopReader(labels, make_features(True, labels.key_map, OPTIONAL_LABEL_FIELDS))
+    loops = LoopReader(labels, make_features(True, labels.instrument_names, OPTIONAL_LABEL_FIELDS))
     try:
         for _ in loops.audio_rows(members["wav"], ARCHIVES["wav"]):
             report.loops += 1
@@ -909,6 +1450,8 @@ def validate(data_dir=None, base_url=None, online=False, record_url=ZENODO_RECOR
         loops.problems.add(ARCHIVES["wav"], str(err))
     report.audio_hours = loops.audio_seconds / 3600
     report.problems.entries += loops.problems.entries
+    report.survey, report.key_map = labels.survey, labels.key_map
+    report.survey.merge(loops.survey.state())
     report.archives = {m.name: (m.size, m.md5) for m in members.values() if isinstance(m, CheckedTarGz) and m.md5}
     if online:
         _check_against_record(report, record_url)
@@ -946,24 +1489,34 @@ def _builder_kwargs(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None)}
 
 
-def summarize(dataset: datasets.Dataset) -> str:
-    """Rows, hours of audio, BPM range and rows per instrument, read from the label columns only."""
-    columns = dataset.select_columns([c for c in ("bpm", "duration", "instruments") if c in dataset.column_names])
-    columns = columns.with_format("arrow")[:]
-    lines = [f"rows: {dataset.num_rows}"]
-    if "duration" in columns.column_names:
-        lines.append(f"audio: {sum(columns['duration'].to_pylist()) / 3600:.3f} hours")
-    bpms = columns["bpm"].to_pylist()
-    if bpms:
-        lines.append(f"bpm: {min(bpms)}-{max(bpms)}")
-    names = dataset.features["instruments"].feature.names
-    counts = {name: 0 for name in names}
-    for instruments in columns["instruments"].to_pylist():
-        for index in instruments:
-            counts[names[index]] += 1
-    lines.append("rows per instrument:")
-    lines += [f"  {name:<17} {count}" for name, count in counts.items()]
+def summarize(splits: datasets.DatasetDict) -> str:
+    """Rows, hours of audio, BPM range and instrument shares, in all and per split, read from the label columns only."""
+    columns = {
+        name: split.select_columns([c for c in ("bpm", "duration", "instruments") if c in split.column_names]).with_format("arrow")[:]
+        for name, split in splits.items()
+    }
+    names = next(iter(splits.values())).features["instruments"].feature.names
+    table = {"all": pa.concat_tables(columns.values()), **columns}
+    lines = [f"rows: {table['all'].num_rows} ({', '.join(f'{name} {t.num_rows}' for name, t in columns.items())})"]
+    header = f"  {'':<20}" + "".join(f"{name:>12}" for name in table)
+    lines.append(header)
+    lines.append(f"  {'rows':<20}" + "".join(f"{t.num_rows:>12}" for t in table.values()))
+    if "duration" in table["all"].column_names:
+        lines.append(f"  {'hours':<20}" + "".join(f"{(pc.sum(t['duration']).as_py() or 0) / 3600:>12.3f}" for t in table.values()))
+    lines.append(f"  {'bpm':<20}" + "".join(f"{_range(t['bpm']):>12}" for t in table.values()))
+    lines.append("  instrument shares (rows playing it):")
+    for index, name in enumerate(names):
+        shares = []
+        for t in table.values():
+            playing = sum(index in row for row in t["instruments"].to_pylist())
+            shares.append(f"{playing / t.num_rows:.0%}" if t.num_rows else "-")
+        lines.append(f"    {name:<18}" + "".join(f"{share:>12}" for share in shares))
     return "\n".join(lines)
+
+
+def _range(values) -> str:
+    values = values.to_pylist()
+    return f"{min(values)}-{max(values)}" if values else "-"
 
 
 def _describe_export(out_dir, summary: dict) -> str:
@@ -1020,6 +1573,7 @@ def main(argv=None) -> int:
     sample.add_argument("--loops", type=int, default=8)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--layout", choices=SAMPLE_LAYOUTS, default="per-loop")
+    sample.add_argument("--labels", choices=SAMPLE_LABELS, default="plain", help="varied: labels in many shapes, as the real archive might hold")
 
     build = commands.add_parser("build", help="download (or find) the archives and prepare the dataset")
     build.add_argument("--config", choices=[c.name for c in PopRok.BUILDER_CONFIGS], default="default")
@@ -1046,15 +1600,15 @@ def main(argv=None) -> int:
     check = commands.add_parser("validate", help="walk both archives and report every problem (exit 0: none)")
     _add_source_arguments(check)
     check.add_argument("--online", action="store_true", help="also check the archives' size and md5 against the Zenodo record")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "sample":
-            loops = make_sample(args.out_dir, args.loops, args.seed, args.layout)
-            print(f"wrote {len(loops)} loops ({args.layout} layout) to {args.out_dir}: {', '.join(ARCHIVES.values())}")
+            loops = make_sample(args.out_dir, args.loops, args.seed, args.layout, labels=args.labels)
+            print(f"wrote {len(loops)} loops ({args.layout} layout, {args.labels} labels) to {args.out_dir}: {', '.join(ARCHIVES.values())}")
         elif args.command == "build":
-            dataset = load_pop_rok(split="train", config=args.config, **_builder_kwargs(args))
-            print(summarize(dataset))
+            print(summarize(load_pop_rok(config=args.config, **_builder_kwargs(args))))
         elif args.command == "export":
             summary = export(args.out_dir, args.config, args.audio_format, args.num_shards, **_builder_kwargs(args))
             print(_describe_export(args.out_dir, summary))
@@ -1070,7 +1624,7 @@ def main(argv=None) -> int:
             print(show_rows(args.path, args.config, args.rows, args.streaming))
         elif args.command == "validate":
             report = validate(args.data_dir, args.base_url, args.online, args.record_url or ZENODO_RECORD_API)
-            print(report)
+            print(json.dumps(report.to_json(), indent=1) if args.json else report)
             return 0 if not report.problems else 1
     except (PopRokError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -65,7 +65,7 @@ def rows_without_decoding(dataset) -> list[dict]:
 @pytest.mark.parametrize("config", ["default", "labels"])
 def test_build_from_data_dir(layout, config, request, tmp_path):
     folder, manifest = request.getfixturevalue(layout)
-    dataset = pop_rok.load_pop_rok(split="train", config=config, data_dir=str(folder), cache_dir=str(tmp_path))
+    dataset = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config=config, data_dir=str(folder), cache_dir=str(tmp_path))
     assert dataset.num_rows == len(manifest)
     assert dataset.info.license == "cc-by-4.0"
     assert dataset.features["instruments"].feature.names == INSTRUMENT_NAMES
@@ -76,9 +76,9 @@ def test_build_from_data_dir(layout, config, request, tmp_path):
 def test_build_from_base_url(layout, request, tmp_path):
     folder, manifest = request.getfixturevalue(layout)
     with FileServer(folder) as server:
-        labels = pop_rok.load_pop_rok(split="train", config="labels", base_url=server.url, cache_dir=str(tmp_path / "l"))
+        labels = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config="labels", base_url=server.url, cache_dir=str(tmp_path / "l"))
         labels_requests = list(server.requests)
-        dataset = pop_rok.load_pop_rok(split="train", base_url=server.url, cache_dir=str(tmp_path / "d"))
+        dataset = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, base_url=server.url, cache_dir=str(tmp_path / "d"))
     assert_rows_match(rows_without_decoding(dataset), manifest, with_audio=True)
     assert_rows_match(list(labels), manifest, with_audio=False)
     assert server.bytes_sent["pop_rok_drm_id_001_wav.tar.gz"] >= os.path.getsize(folder / "pop_rok_drm_id_001_wav.tar.gz")
@@ -89,7 +89,7 @@ def test_base_url_from_environment(per_loop_sample, tmp_path, monkeypatch):
     folder, manifest = per_loop_sample
     with FileServer(folder) as server:
         monkeypatch.setenv("POP_ROK_BASE_URL", server.url)
-        labels = pop_rok.load_pop_rok(split="train", config="labels", cache_dir=str(tmp_path))
+        labels = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config="labels", cache_dir=str(tmp_path))
     assert_rows_match(list(labels), manifest, with_audio=False)
     assert server.requests, "the environment's base URL was not used"
 
@@ -97,7 +97,7 @@ def test_base_url_from_environment(per_loop_sample, tmp_path, monkeypatch):
 def test_audio_decodes_to_rendered_samples(aggregated_sample, tmp_path):
     """Through datasets' own decoder (torchcodec): stereo, 44.1 kHz, the rendered samples."""
     folder, manifest = aggregated_sample
-    dataset = pop_rok.load_pop_rok(split="train", data_dir=str(folder), cache_dir=str(tmp_path))
+    dataset = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, data_dir=str(folder), cache_dir=str(tmp_path))
     for row in dataset:
         loop = next(loop for loop in manifest if loop.name == row["name"])
         rendered, _ = render_loop(list(loop.notes), loop.bpm, bars=8, sample_rate=44100, seed=loop.seed)
@@ -112,7 +112,7 @@ def test_streaming_reads_only_the_start_of_the_archive(tmp_path):
     manifest = pop_rok.make_sample(tmp_path / "archives", loops=24, seed=3, layout="aggregated", compresslevel=1)
     wav_size = os.path.getsize(tmp_path / "archives" / pop_rok.ARCHIVES["wav"])
     with FileServer(tmp_path / "archives", send_buffer=128 * 1024) as server:
-        stream = pop_rok.load_pop_rok(split="train", streaming=True, base_url=server.url)
+        stream = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, streaming=True, base_url=server.url)
         stream = stream.cast_column("audio", datasets.Audio(sampling_rate=44100, decode=False))
         rows = iter(stream)
         first = next(rows)
@@ -124,8 +124,8 @@ def test_streaming_reads_only_the_start_of_the_archive(tmp_path):
 
 def test_streaming_yields_the_prepared_rows(per_loop_sample, tmp_path):
     folder, _ = per_loop_sample
-    prepared = pop_rok.load_pop_rok(split="train", data_dir=str(folder), cache_dir=str(tmp_path))
-    streamed = pop_rok.load_pop_rok(split="train", streaming=True, data_dir=str(folder))
+    prepared = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, data_dir=str(folder), cache_dir=str(tmp_path))
+    streamed = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, streaming=True, data_dir=str(folder))
     assert isinstance(streamed, datasets.IterableDataset)
     assert streamed.features == prepared.features
     assert rows_without_decoding(streamed) == rows_without_decoding(prepared)
@@ -134,5 +134,7 @@ def test_streaming_yields_the_prepared_rows(per_loop_sample, tmp_path):
 def test_load_pop_rok_without_split_returns_a_dataset_dict(aggregated_sample, tmp_path):
     folder, manifest = aggregated_sample
     loaded = pop_rok.load_pop_rok(config="labels", data_dir=str(folder), cache_dir=str(tmp_path))
-    assert isinstance(loaded, datasets.DatasetDict) and list(loaded) == ["train"]
-    assert loaded["train"].num_rows == len(manifest)
+    assert isinstance(loaded, datasets.DatasetDict) and list(loaded) == ["train", "validation", "test"]
+    assert sorted(name for split in loaded.values() for name in split["name"]) == sorted(loop.name for loop in manifest)
+    for split, dataset in loaded.items():
+        assert all(pop_rok.SPLIT_FOLDS[split].count(fold) for fold in dataset["fold"])

@@ -133,12 +133,17 @@ LABEL_LIKE = st.one_of(
 
 
 def _check_label(label: pop_rok.Label, value) -> None:
-    pitch = value["pitch"]
-    assert label.notes == tuple(sorted(set(pitch)))
-    assert all(type(n) is int for n in label.notes)
+    """Whatever is accepted keeps what the label said: its notes in order, and every key feeding no column."""
+    pitch_key = next(k for k in value if k.lower() == "pitch")
+    assert len(label.pitch) == len(value[pitch_key])
+    assert all(type(n) is int and 0 <= n <= 127 for n in label.pitch)
+    assert label.notes == tuple(sorted(set(label.pitch)))
     assert label.bpm is None or (math.isfinite(label.bpm) and label.bpm > 0)
-    assert all(isinstance(v, str) for v in label.optional.values())
-    assert "pitch" not in label.extra
+    assert all(v is None or isinstance(v, str) for v in label.optional.values())
+    assert (pitch_key in label.extra) == (label.pitch != tuple(value[pitch_key]) or not all(type(n) is int for n in value[pitch_key]))
+    kept = set(label.extra) | {pitch_key}
+    assert all(key in kept or key.lower() in ("style", "time_signature", "timesig", "time_sig") for key in value)
+    assert all(label.extra[key] is value[key] for key in label.extra)
 
 
 @PROPERTY

@@ -51,7 +51,7 @@ def real_archives(tmp_path_factory):
 def test_real_loops_build_with_a_beat_grid_that_matches_their_onsets(real_archives, tmp_path):
     folder, loops = real_archives
     assert len(loops) >= 3
-    dataset = pop_rok.load_pop_rok(split="train", data_dir=str(folder), cache_dir=str(tmp_path))
+    dataset = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, data_dir=str(folder), cache_dir=str(tmp_path))
     assert sorted(dataset["name"]) == sorted(loops)
     for row in dataset:
         bpm = int(row["name"].split("bpm")[0])
