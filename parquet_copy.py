@@ -8,21 +8,28 @@ that folder from one ``DatasetDict`` per config, knowing nothing about any parti
                        card_metadata={"license": "cc-by-4.0", "pretty_name": "..."}, audio_format="flac")
 
     out/hub/README.md                                    YAML (configs, dataset_info, ...) + card_body
-    out/hub/data/{config}/{split}-00000-of-00016.parquet
+    out/hub/data/{config}/{split}-00000-of-00016.parquet  every split of every config
 
 Shards and row groups are sized from each row's real bytes, so uneven rows (long and short audio) never
 push a shard past ``max_shard_bytes`` or a row group past ``max_row_group_bytes`` (the viewer reads one
-row group at a time, 300 MB at most).
+row group at a time, 300 MB at most). A split's shard count is a multiple of ``shard_multiple`` (16), so
+``datasets.distributed.split_dataset_by_node`` gives each of 2, 4, 8 or 16 nodes (or nodes x DataLoader
+workers) whole shards; with any other count every node reads every row and keeps 1 in N.
+
+Progress: one bar per config for writing (and one for FLAC encoding), none per shard; ``datasets``' own
+per-file bars are silenced while this module drives ``to_parquet``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Mapping, NamedTuple, Optional, Union
 
 import datasets
 import numpy as np
@@ -75,7 +82,8 @@ def write_parquet_copy(
     card_body: str,
     card_metadata: dict,
     audio_format: str = "wav",
-    num_shards: Optional[int] = None,
+    num_shards: Union[int, Mapping[str, int], None] = None,
+    shard_multiple: int = 16,
     min_shards: int = 16,
     max_shard_bytes: int = 500_000_000,
     max_row_group_bytes: int = 100_000_000,
@@ -84,16 +92,22 @@ def write_parquet_copy(
 ) -> dict:
     """Write ``out_dir/data/{config}/{split}-{i:05d}-of-{n:05d}.parquet`` and ``out_dir/README.md``.
 
-    ``audio_format="wav"`` stores audio bytes as they are; ``"flac"`` re-encodes every top-level ``Audio``
-    column losslessly (same samples, about half the bytes). Media cells that hold only a path get the
-    file's bytes, so the copy stands alone. ``num_shards`` (per split, at most one per row) overrides the
-    count chosen from ``min_shards`` and ``max_shard_bytes``; ``num_proc`` processes embed and encode.
-    Shards left by an earlier run in ``out_dir/data`` are removed first.
+    Every split of every config gets its shards and its entry in the card, so ``load_dataset(out_dir,
+    config, split="test")`` and ``split="train+validation+test"`` work. ``audio_format="wav"`` stores audio
+    bytes as they are; ``"flac"`` re-encodes every top-level ``Audio`` column losslessly (same samples,
+    about half the bytes). Media cells that hold only a path get the file's bytes, so the copy stands alone.
+
+    Each split's shard count is the fewest that keeps every shard within ``max_shard_bytes``, is at least
+    ``min_shards`` and, when the split has at least ``shard_multiple`` rows, a multiple of it (a warning
+    says when rows too large for that force another count). ``num_shards`` (per split, at most one per row)
+    overrides that count for every config, or, as ``{config: count}``, for the configs it names (one file
+    per split for a small labels-only config). ``num_proc`` processes embed and encode. Shards left by an
+    earlier run in ``out_dir/data`` are removed first.
 
     Returns ``{config: {split: [{"path": ..., "bytes": ..., "rows": ...}, ...]}}``, paths relative to out_dir.
     """
-    limits = _Limits(min_shards, max_shard_bytes, max_row_group_bytes, max_row_group_rows)
-    _check_arguments(configs, card_metadata, audio_format, num_shards, limits)
+    limits = _Limits(min_shards, shard_multiple, max_shard_bytes, max_row_group_bytes, max_row_group_rows)
+    shard_counts = _check_arguments(configs, card_metadata, audio_format, num_shards, limits)
     # Before any work: features that differ between splits, or a split name the Hub would refuse, fail
     # here rather than after hours of writing.
     features = {name: _config_features(name, splits) for name, splits in configs.items()}
@@ -109,10 +123,9 @@ def write_parquet_copy(
         info = datasets.DatasetInfo(
             features=features[config_name], splits=datasets.SplitDict(), download_size=0, dataset_size=0
         )
-        for split, dataset in splits.items():
-            stem = f"data/{config_name}/{split}"
-            files, num_bytes = _write_split(dataset, out, stem, audio_format, num_shards, limits, num_proc)
-            info.splits.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(dataset)))
+        written = _write_config(config_name, splits, out, audio_format, shard_counts[config_name], limits, num_proc)
+        for split, (files, num_bytes) in written.items():
+            info.splits.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=len(splits[split])))
             info.download_size += sum(file["bytes"] for file in files)
             info.dataset_size += num_bytes
             summary.setdefault(config_name, {})[split] = files
@@ -152,12 +165,14 @@ def size_category(num_rows: int) -> str:
 
 class _Limits(NamedTuple):
     min_shards: int
+    shard_multiple: int
     max_shard_bytes: int
     max_row_group_bytes: int
     max_row_group_rows: int
 
 
-def _check_arguments(configs, card_metadata: dict, audio_format: str, num_shards: Optional[int], limits: _Limits) -> None:
+def _check_arguments(configs, card_metadata: dict, audio_format: str, num_shards, limits: _Limits) -> dict[str, Optional[int]]:
+    """Refuses bad input before any work; returns each config's fixed shard count (None: sized by the limits)."""
     if audio_format not in AUDIO_FORMATS:
         raise ValueError(f"unknown audio_format {audio_format!r}: choose one of {', '.join(AUDIO_FORMATS)}")
     if not configs:
@@ -169,14 +184,21 @@ def _check_arguments(configs, card_metadata: dict, audio_format: str, num_shards
     rowless = [f"{name}/{split}" for name, splits in configs.items() for split, dataset in splits.items() if not len(dataset)]
     if rowless:
         raise ValueError(f"split(s) {', '.join(rowless)} have no rows")
-    if num_shards is not None and num_shards < 1:
-        raise ValueError(f"num_shards must be at least 1, got {num_shards}")
     for name, value in limits._asdict().items():
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     generated = sorted(set(card_metadata) & set(_GENERATED_CARD_KEYS))
     if generated:
         raise ValueError(f"card_metadata must not set {', '.join(generated)}: write_parquet_copy writes them")
+    if not isinstance(num_shards, Mapping):
+        num_shards = dict.fromkeys(configs, num_shards)
+    unknown = sorted(set(num_shards) - set(configs))
+    if unknown:
+        raise ValueError(f"num_shards names config(s) {', '.join(map(repr, unknown))} that configs does not hold")
+    for name, count in num_shards.items():
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise ValueError(f"num_shards must be a whole number of at least 1 (for config {name!r}), got {count!r}")
+    return {name: num_shards.get(name) for name in configs}
 
 
 def _config_features(config_name: str, splits) -> datasets.Features:
@@ -203,42 +225,73 @@ def _metadata_configs(configs) -> MetadataConfigs:
 # --------------------------------------------------------------------------------- rows to store
 
 
-def _write_split(dataset, out: Path, stem: str, audio_format, num_shards, limits: _Limits, num_proc) -> tuple[list[dict], int]:
-    """Shards of one split, and the split's uncompressed bytes (the card's num_bytes)."""
-    with tempfile.TemporaryDirectory(prefix="parquet-copy-") as scratch:
-        prepared = _prepare(dataset, audio_format, num_proc, scratch)
-        row_bytes = _row_nbytes(prepared)
-        if num_shards is None:
-            count = _count_shards(row_bytes, limits.min_shards, int(limits.max_shard_bytes * _HEADROOM))
-        else:
-            count = min(num_shards, len(row_bytes))  # a shard without rows cannot be cut
-        files = _write_shards(prepared, row_bytes, out, stem, count, limits)
-        del prepared  # unmaps its Arrow file, so removing scratch frees the disk
-    return files, int(row_bytes.sum())
+def _write_config(name: str, splits, out: Path, audio_format, num_shards, limits: _Limits, num_proc) -> dict:
+    """``{split: (shards, uncompressed bytes)}`` of one config (the bytes are the card's num_bytes).
 
-
-def _prepare(dataset: datasets.Dataset, audio_format: str, num_proc: Optional[int], scratch: str) -> datasets.Dataset:
-    """The rows as the copy stores them, written batch by batch to ``scratch`` when they must change.
-
-    Self-contained rows kept as they are need no pass at all, so a WAV copy reads the data only once.
+    One progress bar for the config's writing, over its bytes: ``to_parquet`` would draw one per shard.
     """
-    flac = audio_format == "flac"
-    if not flac and not _has_external_files(dataset):
-        return dataset
-    audio_columns = [name for name, feature in dataset.features.items() if flac and isinstance(feature, datasets.Audio)]
-    batch_rows = _batch_rows(dataset)
-    return dataset.with_format("arrow").map(
+    with tempfile.TemporaryDirectory(prefix="parquet-copy-") as scratch:
+        prepared = _prepare(name, splits, audio_format, num_proc, scratch)
+        row_bytes = {split: _row_nbytes(dataset) for split, dataset in prepared.items()}
+        total = sum(int(sizes.sum()) for sizes in row_bytes.values())
+        written = {}
+        with hf_tqdm(total=total, desc=f"Writing data/{name}", unit="B", unit_scale=True) as bar, _datasets_bars_silenced():
+            for split, dataset in prepared.items():
+                sizes = row_bytes[split]
+                if num_shards is None:
+                    count = _count_shards(sizes, limits, f"{name}/{split}")
+                else:
+                    count = min(num_shards, len(sizes))  # a shard without rows cannot be cut
+                files = _write_shards(dataset, sizes, out, f"data/{name}/{split}", count, limits, bar)
+                written[split] = files, int(sizes.sum())
+        del prepared  # unmaps its Arrow file, so removing scratch frees the disk
+    return written
+
+
+@contextlib.contextmanager
+def _datasets_bars_silenced():
+    """``datasets``' progress bars off for the block, then as they were (unless its environment variable rules)."""
+    if datasets.utils.are_progress_bars_disabled() or datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False:
+        yield
+        return
+    datasets.utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.utils.enable_progress_bars()
+
+
+def _prepare(name: str, splits, audio_format: str, num_proc: Optional[int], scratch: str) -> dict[str, datasets.Dataset]:
+    """Each split's rows as the copy stores them, written batch by batch to ``scratch`` when they must change.
+
+    Self-contained rows kept as they are need no pass at all, so a WAV copy reads the data only once. Rows
+    that change go through one ``map`` over the config's splits end to end (one progress bar for the config,
+    not one per split), then each split is its contiguous slice of the result.
+    """
+    features = next(iter(splits.values())).features
+    audio_columns = [column for column, feature in features.items() if isinstance(feature, datasets.Audio)]
+    audio_columns = audio_columns if audio_format == "flac" else []
+    if not audio_columns and not any(_has_external_files(dataset) for dataset in splits.values()):
+        return dict(splits)
+    whole = datasets.concatenate_datasets(list(splits.values()))
+    batch_rows = _batch_rows(whole)
+    mapped = whole.with_format("arrow").map(
         _embed_and_encode,
         fn_kwargs={"audio_columns": audio_columns},
         batched=True,
         batch_size=batch_rows,
         writer_batch_size=batch_rows,
-        features=dataset.features,
+        features=whole.features,
         num_proc=num_proc,
         cache_file_name=os.path.join(scratch, "rows.arrow"),
         load_from_cache_file=False,
-        desc="Encoding audio as FLAC" if audio_columns else "Embedding media files",
+        desc=f"Encoding {name} audio as FLAC" if audio_columns else f"Embedding {name} media files",
     )
+    prepared, start = {}, 0
+    for split, dataset in splits.items():
+        prepared[split] = mapped.select(range(start, start + len(dataset)))
+        start += len(dataset)
+    return prepared
 
 
 def _batch_rows(dataset: datasets.Dataset) -> int:
@@ -309,16 +362,30 @@ def _contiguous_parts(num_rows: int, count: int) -> list[range]:
     return [range(start, stop) for start, stop in zip(starts, starts[1:])]
 
 
-def _count_shards(row_bytes: np.ndarray, min_shards: int, max_shard_bytes: int) -> int:
-    """Fewest shards, at least ``min_shards`` when there are rows for them, with no shard over the limit."""
-    num_rows = len(row_bytes)
-    count = max(1, min(num_rows, max(min_shards, math.ceil(row_bytes.sum() / max_shard_bytes))))
+def _count_shards(row_bytes: np.ndarray, limits: _Limits, where: str) -> int:
+    """Fewest shards with no shard over the limit, at least ``min_shards`` when there are rows for them, and a
+    multiple of ``shard_multiple`` when there are that many rows: split_dataset_by_node then hands each node
+    whole shards. Only rows too large for every such count give another count, with a warning."""
+    num_rows, multiple = len(row_bytes), limits.shard_multiple
+    max_bytes = int(limits.max_shard_bytes * _HEADROOM)
     prefix = np.concatenate([[0], np.cumsum(row_bytes)])
-    while count < num_rows:
+
+    def fits(count: int) -> bool:
         edges = [part.start for part in _contiguous_parts(num_rows, count)] + [num_rows]
-        if np.diff(prefix[edges]).max() <= max_shard_bytes:
-            break
-        count += 1
+        return np.diff(prefix[edges]).max() <= max_bytes
+
+    least = max(1, min(num_rows, max(limits.min_shards, math.ceil(prefix[-1] / max_bytes))))
+    if num_rows >= multiple:
+        count = next((c for c in range(math.ceil(least / multiple) * multiple, num_rows + 1, multiple) if fits(c)), None)
+        if count is not None:
+            return count
+    count = next((c for c in range(least, num_rows) if fits(c)), num_rows)
+    if num_rows >= multiple:
+        warnings.warn(
+            f"{where}: no multiple of shard_multiple={multiple} shards keeps every shard within "
+            f"max_shard_bytes={limits.max_shard_bytes} (rows too large for it); writing {count} shards, which "
+            "split_dataset_by_node cannot hand out whole to every world size"
+        )
     return count
 
 
@@ -330,11 +397,10 @@ def _rows_per_group(row_bytes: np.ndarray, max_bytes: int, max_rows: int) -> int
     return 1
 
 
-def _write_shards(dataset, row_bytes, out: Path, stem: str, count: int, limits: _Limits) -> list[dict]:
+def _write_shards(dataset, row_bytes, out: Path, stem: str, count: int, limits: _Limits, bar) -> list[dict]:
     """Each shard through ``Dataset.to_parquet``, under a temporary name until whole: no half shard is ever read."""
     files = []
-    parts = _contiguous_parts(len(dataset), count)
-    for index, rows in enumerate(hf_tqdm(parts, desc=f"Writing {stem} shards", unit="shard")):
+    for index, rows in enumerate(_contiguous_parts(len(dataset), count)):
         path = out / f"{stem}-{index:05d}-of-{count:05d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")  # hidden, and outside the card's {split}-* pattern
@@ -342,5 +408,6 @@ def _write_shards(dataset, row_bytes, out: Path, stem: str, count: int, limits: 
         group_rows = _rows_per_group(row_bytes[rows.start : rows.stop], group_bytes, limits.max_row_group_rows)
         dataset.select(rows).to_parquet(str(partial), batch_size=group_rows)
         os.replace(partial, path)
+        bar.update(int(row_bytes[rows.start : rows.stop].sum()))
         files.append({"path": path.relative_to(out).as_posix(), "bytes": path.stat().st_size, "rows": len(rows)})
     return files

@@ -1,9 +1,11 @@
 """The Parquet copy against the builder: what `load_dataset` reads back from the folder, with nothing but
-`datasets`, must be the builder's rows and features; shards, row groups and the card must hold the limits."""
+`datasets`, must be the builder's rows and features in every split; shards, row groups and the card must hold
+the limits; the export shows one progress bar per stage, none per shard."""
 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from datasets.utils.metadata import MetadataConfigs
 from drum_synth import wav_bytes
 from parquet_copy import encode_flac, size_category, write_parquet_copy
 from stats_figure import plot_label_stats
+from test_distributed_shards import SPLIT_ROWS, generic_splits
 
 CONFIGS = ("default", "labels")
 LIMITS = dict(min_shards=3, max_shard_bytes=8_000_000, max_row_group_bytes=6_000_000, max_row_group_rows=256)
@@ -34,11 +37,17 @@ CARD_BODY = (Path(__file__).resolve().parents[1] / "dataset_card.md").read_text(
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, datasets.DatasetDict]:
-    """Both configs as the builder makes them from six generated loops."""
+    """Both configs as the builder makes them from six generated loops, in its splits."""
     folder = tmp_path_factory.mktemp("pop_rok")
     pop_rok.make_sample(folder / "archives", loops=6, seed=5)
     source = dict(data_dir=str(folder / "archives"), cache_dir=str(folder / "cache"))
     return {config: pop_rok.load_pop_rok(split=None, config=config, **source) for config in CONFIGS}
+
+
+@pytest.fixture(scope="module")
+def labels_in_one_split(built) -> dict[str, datasets.DatasetDict]:
+    """The six loops' labels as one split, for tests about how one split is cut."""
+    return {"labels": datasets.DatasetDict(train=datasets.concatenate_datasets(list(built["labels"].values())))}
 
 
 @pytest.fixture(scope="module", params=["wav", "flac"])
@@ -65,7 +74,7 @@ def int16_samples(data: bytes) -> tuple[np.ndarray, int]:
 
 def assert_same_rows(copied: list[dict], original: list[dict], audio_format: str) -> None:
     """Same rows in the same order; audio stored unchanged (wav) or as the same samples (flac)."""
-    assert len(copied) == len(original) == 6
+    assert len(copied) == len(original) > 0
     for got, want in zip(copied, original):
         if "audio" in want:
             got, want = dict(got), dict(want)
@@ -81,20 +90,27 @@ def assert_same_rows(copied: list[dict], original: list[dict], audio_format: str
         assert got == want
 
 
+def test_the_builder_gives_the_copy_several_splits(built):
+    for splits in built.values():
+        assert len(splits) > 1 and sum(map(len, splits.values())) == 6
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_load_dataset_reads_the_builders_rows(exported, built, config, tmp_path):
     audio_format, out, _ = exported
-    loaded = datasets.load_dataset(str(out), config, split="train", cache_dir=str(tmp_path))
-    assert loaded.features == built[config]["train"].features
-    assert_same_rows(undecoded_rows(loaded), undecoded_rows(built[config]["train"]), audio_format)
+    for split, original in built[config].items():
+        loaded = datasets.load_dataset(str(out), config, split=split, cache_dir=str(tmp_path))
+        assert loaded.features == original.features
+        assert_same_rows(undecoded_rows(loaded), undecoded_rows(original), audio_format)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_streaming_reads_the_builders_rows(exported, built, config):
     audio_format, out, _ = exported
-    stream = datasets.load_dataset(str(out), config, split="train", streaming=True)
-    assert stream.features == built[config]["train"].features
-    assert_same_rows(undecoded_rows(stream), undecoded_rows(built[config]["train"]), audio_format)
+    for split, original in built[config].items():
+        stream = datasets.load_dataset(str(out), config, split=split, streaming=True)
+        assert stream.features == original.features
+        assert_same_rows(undecoded_rows(stream), undecoded_rows(original), audio_format)
 
 
 def test_default_config_loads_without_a_name(exported, tmp_path):
@@ -104,14 +120,20 @@ def test_default_config_loads_without_a_name(exported, tmp_path):
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_shards_and_row_groups_stay_within_the_limits(exported, config):
+def test_shards_and_row_groups_stay_within_the_limits(exported, built, config):
     _, out, summary = exported
-    files = summary[config]["train"]
-    # Six rows of about 3 MB: three shards of two rows each fit 8 MB; min_shards asks for three too.
-    assert [file["path"] for file in files] == [f"data/{config}/train-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert list(summary[config]) == list(built[config])
+    files = [file for split in summary[config].values() for file in split]
+    for split, split_files in summary[config].items():
+        # Rows of about 3 MB: two fit a shard of 8 MB; min_shards asks for three, or one a row in a smaller split.
+        rows = len(built[config][split])
+        count = min(rows, LIMITS["min_shards"])
+        assert [file["path"] for file in split_files] == [
+            f"data/{config}/{split}-{i:05d}-of-{count:05d}.parquet" for i in range(count)
+        ]
+        assert sum(file["rows"] for file in split_files) == rows
     on_disk = sorted(path.relative_to(out).as_posix() for path in out.glob(f"data/{config}/*"))
-    assert on_disk == [file["path"] for file in files]
-    assert sum(file["rows"] for file in files) == 6
+    assert on_disk == sorted(file["path"] for file in files)
     for file in files:
         path = out / file["path"]
         assert file["bytes"] == path.stat().st_size <= LIMITS["max_shard_bytes"]
@@ -123,17 +145,17 @@ def test_shards_and_row_groups_stay_within_the_limits(exported, config):
             assert group.num_rows <= LIMITS["max_row_group_rows"]
 
 
-def test_row_groups_hold_at_most_max_row_group_rows(built, tmp_path):
+def test_row_groups_hold_at_most_max_row_group_rows(labels_in_one_split, tmp_path):
     write_parquet_copy(
-        tmp_path, {"labels": built["labels"]}, card_body="", card_metadata={}, min_shards=1, max_row_group_rows=4
+        tmp_path, labels_in_one_split, card_body="", card_metadata={}, min_shards=1, max_row_group_rows=4
     )
     (shard,) = (tmp_path / "data" / "labels").glob("*.parquet")
     metadata = pq.ParquetFile(shard).metadata
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [4, 2]
 
 
-def test_a_new_copy_replaces_the_old_shards(built, tmp_path):
-    labels = {"labels": built["labels"]}
+def test_a_new_copy_replaces_the_old_shards(labels_in_one_split, tmp_path):
+    labels = labels_in_one_split
     write_parquet_copy(tmp_path, labels, card_body="", card_metadata={}, num_shards=3)
     summary = write_parquet_copy(tmp_path, labels, card_body="", card_metadata={}, num_shards=2)
     shards = sorted(path.name for path in (tmp_path / "data" / "labels").iterdir())
@@ -151,9 +173,15 @@ def test_card_declares_configs_features_and_sizes(exported, built):
         assert data[key] == value
     assert data["size_categories"] == "n<1K"
 
+    splits = list(built["default"])
+    assert list(built["labels"]) == splits
     assert data["configs"] == [
-        {"config_name": "default", "data_files": [{"split": "train", "path": "data/default/train-*"}], "default": True},
-        {"config_name": "labels", "data_files": [{"split": "train", "path": "data/labels/train-*"}]},
+        {
+            "config_name": "default",
+            "data_files": [{"split": split, "path": f"data/default/{split}-*"} for split in splits],
+            "default": True,
+        },
+        {"config_name": "labels", "data_files": [{"split": split, "path": f"data/labels/{split}-*"} for split in splits]},
     ]
     assert MetadataConfigs.from_dataset_card_data(card.data).get_default_config_name() == "default"
 
@@ -166,9 +194,11 @@ def test_card_declares_configs_features_and_sizes(exported, built):
     assert list(infos) == list(CONFIGS)
     for config, info in infos.items():
         assert info.features == built[config]["train"].features
-        assert info.splits["train"].num_examples == 6
-        assert info.splits["train"].num_bytes == info.dataset_size > 0
-        assert info.download_size == sum(file["bytes"] for file in summary[config]["train"])
+        assert {split: info.splits[split].num_examples for split in info.splits} == {
+            split: len(dataset) for split, dataset in built[config].items()
+        }
+        assert sum(split.num_bytes for split in info.splits.values()) == info.dataset_size > 0
+        assert info.download_size == sum(file["bytes"] for files in summary[config].values() for file in files)
 
     assert pop_rok._CITATION.strip() in card.text
     assert "10.5281/zenodo.14038284" in card.text
@@ -245,6 +275,10 @@ def test_bad_input_is_refused_before_any_work(built, tmp_path):
         (dict(configs={"labels": datasets.DatasetDict()}), "no split"),
         (dict(configs={"labels": datasets.DatasetDict(train=built["labels"]["train"].select([]))}), "no rows"),
         (dict(configs=labels, num_shards=0), "num_shards"),
+        (dict(configs=labels, num_shards={"labels": 0}), "num_shards"),
+        (dict(configs=labels, num_shards={"labels": 1.5}), "num_shards"),
+        (dict(configs=labels, num_shards={"lables": 1}), "'lables'"),
+        (dict(configs=labels, shard_multiple=0), "shard_multiple"),
         (dict(configs=labels, max_row_group_rows=0), "max_row_group_rows"),
         (dict(configs=labels, card_metadata={"configs": []}), "configs"),
         (dict(configs={"labels": mixed}), "different features"),
@@ -255,6 +289,118 @@ def test_bad_input_is_refused_before_any_work(built, tmp_path):
         with pytest.raises(ValueError, match=message):
             write_parquet_copy(tmp_path, **kwargs)
     assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------- shard counts, splits, progress
+
+
+def fixed_rows(num_rows: int, row_bytes: int = 1000) -> datasets.DatasetDict:
+    """One split of rows holding ``row_bytes`` bytes of binary each (plus an id and an offset: 12 bytes)."""
+    blob = [bytes([i % 256]) * row_bytes for i in range(num_rows)]
+    return datasets.DatasetDict(train=datasets.Dataset.from_dict({"id": list(range(num_rows)), "blob": blob}))
+
+
+def shard_counts(summary) -> dict[str, dict[str, int]]:
+    return {config: {split: len(files) for split, files in splits.items()} for config, splits in summary.items()}
+
+
+@pytest.mark.parametrize(
+    ("num_rows", "limits", "shards"),
+    [
+        (70, {}, 16),  # min_shards, already a multiple
+        (70, {"min_shards": 3}, 16),  # rounded up to the multiple
+        (70, {"max_shard_bytes": 3000}, 48),  # two rows a shard fit 3,000 bytes, three do not: 35 at least
+        (70, {"max_shard_bytes": 3000, "shard_multiple": 1}, 35),  # the fewest that fit, without the rule
+        (70, {"min_shards": 3, "shard_multiple": 32}, 32),
+        (10, {}, 10),  # fewer rows than the multiple: one a row, as min_shards asks
+        (10, {"min_shards": 3}, 3),
+    ],
+)
+def test_shard_count_is_a_multiple_of_shard_multiple(tmp_path, num_rows, limits, shards):
+    summary = write_parquet_copy(tmp_path, {"default": fixed_rows(num_rows)}, card_body="", card_metadata={}, **limits)
+    files = summary["default"]["train"]
+    assert len(files) == shards
+    assert max(file["rows"] for file in files) - min(file["rows"] for file in files) <= 1
+    assert sum(file["rows"] for file in files) == num_rows
+
+
+def test_rows_too_large_for_any_multiple_keep_the_size_limit_and_say_so(tmp_path):
+    """20 rows of 1 KB under a 1,500-byte limit: 16 shards would hold two rows in some; only 20 fit."""
+    with pytest.warns(UserWarning, match="shard_multiple=16"):
+        summary = write_parquet_copy(
+            tmp_path, {"default": fixed_rows(20)}, card_body="", card_metadata={}, max_shard_bytes=1500
+        )
+    assert [file["rows"] for file in summary["default"]["train"]] == [1] * 20
+
+
+def test_num_shards_per_config(tmp_path):
+    configs = {"default": generic_splits(), "labels": datasets.DatasetDict(train=fixed_rows(40)["train"])}
+    summary = write_parquet_copy(tmp_path, configs, card_body="", card_metadata={}, num_shards={"labels": 1})
+    assert shard_counts(summary) == {"default": {"train": 16, "validation": 9, "test": 9}, "labels": {"train": 1}}
+    summary = write_parquet_copy(tmp_path, configs, card_body="", card_metadata={}, num_shards=2)
+    assert shard_counts(summary) == {"default": {"train": 2, "validation": 2, "test": 2}, "labels": {"train": 2}}
+
+
+def test_every_split_is_in_the_card_and_loads_alone_or_added(tmp_path):
+    write_parquet_copy(tmp_path, {"default": generic_splits()}, card_body="", card_metadata={})
+    card = DatasetCard.load(tmp_path / "README.md").data.to_dict()
+    assert card["configs"] == [
+        {
+            "config_name": "default",
+            "data_files": [{"split": split, "path": f"data/default/{split}-*"} for split in SPLIT_ROWS],
+            "default": True,
+        }
+    ]
+    info = card["dataset_info"]  # one config: its entry, not a list
+    assert [(split["name"], split["num_examples"]) for split in info["splits"]] == list(SPLIT_ROWS.items())
+
+    def ids(split: str) -> list[int]:
+        return datasets.load_dataset(str(tmp_path), split=split, cache_dir=str(tmp_path / "cache"))["id"]
+
+    first = 0
+    for split, rows in SPLIT_ROWS.items():
+        assert ids(split) == list(range(first, first + rows))
+        first += rows
+    assert ids("train+validation+test") == list(range(first))
+    assert ids("validation+test") == list(range(SPLIT_ROWS["train"], first))
+
+
+def progress_bars(stderr: str) -> list[tuple[str, str]]:
+    """(description, final state) of each tqdm bar: a bar redraws its line after ``\r`` and ends it with ``\n``."""
+    bars = []
+    for line in stderr.split("\n"):
+        final = line.split("\r")[-1]
+        match = re.match(r"(?P<desc>[^:\r]+): +(?P<state>\d+%\|.*)", final)
+        if match:
+            bars.append((match["desc"], match["state"]))
+    return bars
+
+
+@pytest.mark.skipif(datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is not None, reason="bars set by the environment")
+@pytest.mark.parametrize("audio_format", ["wav", "flac"])
+def test_export_shows_one_bar_per_stage_and_none_per_shard(audio_format, tmp_path, capsys):
+    splits = generic_splits()
+    configs = {"default": splits, "labels": datasets.DatasetDict({k: v.remove_columns("audio") for k, v in splits.items()})}
+    capsys.readouterr()
+    summary = write_parquet_copy(tmp_path, configs, card_body="", card_metadata={}, audio_format=audio_format)
+    stderr = capsys.readouterr().err
+    assert sum(shard_counts(summary)["default"].values()) == 16 + 9 + 9
+    assert "Creating parquet" not in stderr
+    expected = ["Writing data/default", "Writing data/labels"]
+    if audio_format == "flac":
+        expected.insert(0, "Encoding default audio as FLAC")
+    bars = progress_bars(stderr)
+    assert [desc for desc, _ in bars] == expected
+    assert all(state.startswith("100%|") for _, state in bars)
+    assert not datasets.utils.are_progress_bars_disabled(), "datasets' bars are back as they were"
+
+    datasets.utils.disable_progress_bars()
+    try:
+        write_parquet_copy(tmp_path, configs, card_body="", card_metadata={}, audio_format=audio_format)
+        assert progress_bars(capsys.readouterr().err) == [], "a user who turned bars off sees none"
+        assert datasets.utils.are_progress_bars_disabled()
+    finally:
+        datasets.utils.enable_progress_bars()
 
 
 def test_size_categories():
