@@ -235,7 +235,7 @@ def _write_config(name: str, splits, out: Path, audio_format, num_shards, limits
         row_bytes = {split: _row_nbytes(dataset) for split, dataset in prepared.items()}
         total = sum(int(sizes.sum()) for sizes in row_bytes.values())
         written = {}
-        with hf_tqdm(total=total, desc=f"Writing data/{name}", unit="B", unit_scale=True) as bar, _datasets_bars_silenced():
+        with hf_tqdm(total=total, desc=f"Writing data/{name}", unit="B", unit_scale=True) as bar, datasets_bars_silenced():
             for split, dataset in prepared.items():
                 sizes = row_bytes[split]
                 if num_shards is None:
@@ -249,7 +249,7 @@ def _write_config(name: str, splits, out: Path, audio_format, num_shards, limits
 
 
 @contextlib.contextmanager
-def _datasets_bars_silenced():
+def datasets_bars_silenced():
     """``datasets``' progress bars off for the block, then as they were (unless its environment variable rules)."""
     if datasets.utils.are_progress_bars_disabled() or datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False:
         yield

@@ -40,6 +40,7 @@ from datasets.exceptions import DatasetGenerationError
 from datasets.utils.file_utils import xopen
 
 from checked_tar import ArchiveError, CheckedTarGz
+from parquet_copy import datasets_bars_silenced
 from resumable_download import DownloadError, download, zenodo_record_files
 from tar_writer import TarGzWriter
 from wav_header import WavError, read_wav_info
@@ -1058,9 +1059,12 @@ class PopRok(datasets.GeneratorBasedBuilder):
         downloaded = None
         if source.startswith(("http://", "https://")) and not dl_manager.is_streaming:
             downloaded = source = self._download(dl_manager, source, published.get("size"))
+        # Preparing, reading the WAV archive is the build's one long stage: a bar over its bytes.
+        bar = kind == "wav" and not dl_manager.is_streaming
         return source_members(
             kind, source, extracted, dl_manager.download_config,
             expected_size=published.get("size"), expected_md5=published.get("md5"), discard_path=downloaded,
+            progress=bar, total=os.path.getsize(source) if bar else None,
         )
 
     def _published(self, name: str) -> dict:
@@ -1093,7 +1097,11 @@ class PopRok(datasets.GeneratorBasedBuilder):
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         """Prepare, then settle the problems of every generation job (num_proc may run several) at once."""
         self._written = {}
-        with tempfile.TemporaryDirectory(prefix="pop_rok_problems_") as self._problem_dir:
+        # From the WAV archive, its reading bar is the progress: datasets' per-split bars would only add three
+        # more; from extracted files, datasets' bars count the rows of each split.
+        extracted = archive_sources(self.config.data_dir, self.config.base_url)["wav"][1]
+        quiet = datasets_bars_silenced() if not (self.config.with_audio and extracted) else contextlib.nullcontext()
+        with tempfile.TemporaryDirectory(prefix="pop_rok_problems_") as self._problem_dir, quiet:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
             jobs = [json.loads(path.read_text()) for path in sorted(Path(self._problem_dir).iterdir())]
         self._problem_dir = None
@@ -1332,16 +1340,16 @@ def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=N
 
     if audio_format not in AUDIO_FORMAT_NOTES:
         raise PopRokError(f"audio_format must be one of {', '.join(AUDIO_FORMAT_NOTES)}, got {audio_format!r}")
-    prepared = {name: load_pop_rok(config=name, **builder_kwargs) for name in _config_names(config)}
-    body = (
-        CARD_TEMPLATE.read_text(encoding="utf-8")
-        .replace("{{repo_id}}", repo_id or PLACEHOLDER_REPO_ID)
-        .replace("{{audio_format}}", AUDIO_FORMAT_NOTES[audio_format])
-    )
+    prepared = {name: _with_rows(load_pop_rok(config=name, **builder_kwargs)) for name in _config_names(config)}
+    body = card_body(next(iter(prepared.values())), audio_format, repo_id)
+    # The audio config's shards follow write_parquet_copy's rule (a multiple of 16); the 210 KB labels config
+    # is one file per split.
+    shards = {"labels": 1, **({"default": num_shards} if num_shards else {})}
     summary = write_parquet_copy(
-        out_dir, prepared, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, num_shards=num_shards
+        out_dir, prepared, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, num_shards=shards
     )
-    labels = prepared["labels"]["train"] if "labels" in prepared else load_pop_rok(split="train", config="labels", **builder_kwargs)
+    labels = prepared["labels"] if "labels" in prepared else _with_rows(load_pop_rok(config="labels", **builder_kwargs))
+    labels = datasets.concatenate_datasets(list(labels.values()))
     names = labels.features["instruments"].feature.names
     columns = labels.select_columns(["bpm", "instruments"]).to_dict()
     plot_label_stats(
@@ -1352,6 +1360,24 @@ def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=N
         durations=[BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm for bpm in columns["bpm"]],
     )
     return summary
+
+
+def card_body(splits: datasets.DatasetDict, audio_format: str, repo_id: Optional[str] = None) -> str:
+    """dataset_card.md with the repo id, the audio format and the per-split table of ``splits`` filled in."""
+    return (
+        CARD_TEMPLATE.read_text(encoding="utf-8")
+        .replace("{{repo_id}}", repo_id or PLACEHOLDER_REPO_ID)
+        .replace("{{audio_format}}", AUDIO_FORMAT_NOTES[audio_format])
+        .replace("{{splits_table}}", split_table(splits))
+    )
+
+
+def _with_rows(splits: datasets.DatasetDict) -> datasets.DatasetDict:
+    """The splits that have rows: a Hub config cannot declare an empty split (a sample may leave one empty)."""
+    empty = [name for name, split in splits.items() if not split.num_rows]
+    if empty:
+        print(f"POP-ROK: split(s) {', '.join(empty)} have no rows and are left out of the copy", file=sys.stderr)
+    return datasets.DatasetDict({name: split for name, split in splits.items() if split.num_rows})
 
 
 def push(repo_id: str, config: str = "all", audio_format: str = "wav", *, private=False, revision=None, create_pr=False, token=None, num_shards=None, **builder_kwargs):
@@ -1573,28 +1599,51 @@ def _builder_kwargs(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None)}
 
 
-def summarize(splits: datasets.DatasetDict) -> str:
-    """Rows, hours of audio, BPM range and instrument shares, in all and per split, read from the label columns only."""
+def split_stats(splits: datasets.DatasetDict) -> list[tuple[str, list[str]]]:
+    """Rows, hours of audio, BPM range and instrument shares, in all and per split, from the label columns only.
+
+    Returns ``[(what, [all, split...])]``; the first entry names the columns. Without a ``duration`` column
+    (the labels config) hours are counted as 8 bars at each loop's BPM.
+    """
     columns = {
         name: split.select_columns([c for c in ("bpm", "duration", "instruments") if c in split.column_names]).with_format("arrow")[:]
         for name, split in splits.items()
     }
-    names = next(iter(splits.values())).features["instruments"].feature.names
     table = {"all": pa.concat_tables(columns.values()), **columns}
-    lines = [f"rows: {table['all'].num_rows} ({', '.join(f'{name} {t.num_rows}' for name, t in columns.items())})"]
-    header = f"  {'':<20}" + "".join(f"{name:>12}" for name in table)
-    lines.append(header)
-    lines.append(f"  {'rows':<20}" + "".join(f"{t.num_rows:>12}" for t in table.values()))
-    if "duration" in table["all"].column_names:
-        lines.append(f"  {'hours':<20}" + "".join(f"{(pc.sum(t['duration']).as_py() or 0) / 3600:>12.3f}" for t in table.values()))
-    lines.append(f"  {'bpm':<20}" + "".join(f"{_range(t['bpm']):>12}" for t in table.values()))
-    lines.append("  instrument shares (rows playing it):")
-    for index, name in enumerate(names):
-        shares = []
-        for t in table.values():
-            playing = sum(index in row for row in t["instruments"].to_pylist())
-            shares.append(f"{playing / t.num_rows:.0%}" if t.num_rows else "-")
-        lines.append(f"    {name:<18}" + "".join(f"{share:>12}" for share in shares))
+    names = next(iter(splits.values())).features["instruments"].feature.names
+
+    def hours(t: pa.Table) -> float:
+        if "duration" in t.column_names:
+            return (pc.sum(t["duration"]).as_py() or 0) / 3600
+        return sum(BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm for bpm in t["bpm"].to_pylist()) / 3600
+
+    def share(t: pa.Table, index: int) -> str:
+        playing = sum(index in row for row in t["instruments"].to_pylist())
+        return f"{playing / t.num_rows:.0%}" if t.num_rows else "-"
+
+    stats = [("", list(table)), ("rows", [str(t.num_rows) for t in table.values()])]
+    stats.append(("hours", [f"{hours(t):.3f}" for t in table.values()]))
+    stats.append(("bpm", [_range(t["bpm"]) for t in table.values()]))
+    stats += [(name, [share(t, index) for t in table.values()]) for index, name in enumerate(names)]
+    return stats
+
+
+def summarize(splits: datasets.DatasetDict) -> str:
+    """`build`'s report: rows, hours, BPM range and the share of rows playing each instrument, per split."""
+    stats = split_stats(splits)
+    (_, heads), (_, rows) = stats[0], stats[1]
+    lines = [f"rows: {rows[0]} ({', '.join(f'{head} {count}' for head, count in zip(heads[1:], rows[1:]))})"]
+    lines += [f"  {what:<18}" + "".join(f"{value:>12}" for value in values) for what, values in stats[:4]]
+    lines.append("  share of rows playing:")
+    lines += [f"  {what:<18}" + "".join(f"{value:>12}" for value in values) for what, values in stats[4:]]
+    return "\n".join(lines)
+
+
+def split_table(splits: datasets.DatasetDict) -> str:
+    """The card's Markdown table of ``split_stats``."""
+    stats = split_stats(splits)
+    lines = ["| | " + " | ".join(f"`{head}`" for head in stats[0][1]) + " |", "|---" * (len(stats[0][1]) + 1) + "|"]
+    lines += [f"| {what if i < 3 else f'{what} (share of rows)'} | " + " | ".join(values) + " |" for i, (what, values) in enumerate(stats[1:])]
     return "\n".join(lines)
 
 

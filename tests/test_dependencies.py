@@ -45,7 +45,7 @@ def test_labels_builds_without_torch(aggregated_sample, tmp_path):
     result = run_python(
         "import sys; sys.modules['torch'] = None; sys.modules['torchcodec'] = None\n"
         "import pop_rok\n"
-        f"ds = pop_rok.load_pop_rok(split='train', config='labels', data_dir={str(folder)!r}, cache_dir={str(tmp_path)!r})\n"
+        f"ds = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config='labels', data_dir={str(folder)!r}, cache_dir={str(tmp_path)!r})\n"
         "print(ds.num_rows, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchcodec') and sys.modules[m]))\n"
     )
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -32,7 +31,6 @@ CARD_METADATA = {
     "task_categories": ["audio-classification"],
     "tags": ["audio", "music", "drums"],
 }
-CARD_BODY = (Path(__file__).resolve().parents[1] / "dataset_card.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +53,7 @@ def exported(request, built, tmp_path_factory):
     """(audio format, folder, summary) of a Parquet copy of both configs."""
     audio_format = request.param
     out = tmp_path_factory.mktemp(f"copy_{audio_format}")
-    body = CARD_BODY.replace("{{repo_id}}", "waivops/pop-rok").replace("{{audio_format}}", audio_format.upper())
+    body = pop_rok.card_body(built["default"], audio_format, "waivops/pop-rok")
     summary = write_parquet_copy(
         out, built, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, **LIMITS
     )
