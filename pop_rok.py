@@ -1342,9 +1342,9 @@ def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=N
         raise PopRokError(f"audio_format must be one of {', '.join(AUDIO_FORMAT_NOTES)}, got {audio_format!r}")
     prepared = {name: _with_rows(load_pop_rok(config=name, **builder_kwargs)) for name in _config_names(config)}
     body = card_body(next(iter(prepared.values())), audio_format, repo_id)
-    # The audio config's shards follow write_parquet_copy's rule (a multiple of 16); the 210 KB labels config
-    # is one file per split.
-    shards = {"labels": 1, **({"default": num_shards} if num_shards else {})}
+    # Unless num_shards says otherwise: the audio config's shards follow write_parquet_copy's rule (a multiple
+    # of 16), and the 210 KB labels config is one file per split.
+    shards = num_shards or {"labels": 1}
     summary = write_parquet_copy(
         out_dir, prepared, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, num_shards=shards
     )

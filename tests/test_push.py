@@ -34,7 +34,8 @@ from datasets import load_dataset
 
 repo, config, streaming = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 rows = []
-for row in load_dataset(repo, config, split="train", streaming=streaming):
+for split, row in ((split, row) for split in ("train", "validation", "test") for row in load_dataset(repo, config, split=split, streaming=streaming)):
+    row["split"] = split
     if "audio" in row:
         decoded = row.pop("audio").get_all_samples()
         samples = np.round(decoded.data.numpy().T * 32768).astype("<i2")
@@ -66,9 +67,10 @@ def expected_rows(sample, cache, config) -> list[dict]:
     """The builder's rows, with audio as READ_BACK prints it, computed from the generator's own render."""
     folder, manifest = sample
     by_name = {loop.name: loop for loop in manifest}
-    dataset = pop_rok.load_pop_rok(split="train", config=config, data_dir=str(folder), cache_dir=str(cache))
+    splits = pop_rok.load_pop_rok(config=config, data_dir=str(folder), cache_dir=str(cache))
     rows = []
-    for row in dataset.remove_columns([c for c in ("audio",) if c in dataset.column_names]):
+    for split, row in ((s, row) for s, ds in splits.items() for row in ds.remove_columns([c for c in ("audio",) if c in ds.column_names])):
+        row["split"] = split
         if config == "default":
             loop = by_name[row["name"]]
             rendered, _ = render_loop(list(loop.notes), loop.bpm, bars=8, sample_rate=44100, seed=loop.seed)
@@ -121,7 +123,8 @@ def test_pushed_repo_is_viewer_ready(hub, pushed, sample, tmp_path):
     instruments = next(f for f in infos["labels"]["features"] if f["name"] == "instruments")
     assert list(instruments["list"]["class_label"]["names"].values()) == list(pop_rok.KEY_MAP.values())
     for config in ("default", "labels"):
-        assert infos[config]["splits"][0]["num_examples"] == len(sample[1])
+        assert [split["name"] for split in infos[config]["splits"]] == ["train", "validation", "test"]
+        assert sum(split["num_examples"] for split in infos[config]["splits"]) == len(sample[1])
         for path in data_files(hub, config):
             parquet = pq.ParquetFile(io.BytesIO(hub.read_file(REPO, path)))
             for group in range(parquet.num_row_groups):
@@ -153,7 +156,8 @@ def test_pushing_one_config_leaves_the_other_intact(hub, pushed, sample, tmp_pat
     default_before = {p: hub.read_file(REPO, p) for p in data_files(hub, "default")}
     push(hub, home, sample[0], cache, "--config", "labels", "--num-shards", "2")
     assert {p: hub.read_file(REPO, p) for p in data_files(hub, "default")} == default_before
-    assert len(data_files(hub, "labels")) == 2, "the labels shards were replaced, none orphaned"
+    sizes = [len(split) for split in pop_rok.load_pop_rok(config="labels", data_dir=str(sample[0]), cache_dir=str(cache)).values()]
+    assert len(data_files(hub, "labels")) == sum(min(2, size) for size in sizes), "the labels shards were replaced, none orphaned"
     card = DatasetCard(hub.read_file(REPO, "README.md").decode()).data.to_dict()
     assert {c["config_name"] for c in card["configs"]} == {"default", "labels"}
     assert {i["config_name"] for i in card["dataset_info"]} == {"default", "labels"}
