@@ -840,11 +840,22 @@ class PopRokConfig(datasets.BuilderConfig):
     on_error: str = "raise"  # or "skip": leave bad loops out, and report them
     verify: bool = False  # check downloaded archives' size and md5 against the Zenodo record
     record_url: str = ZENODO_RECORD_API
+    connections: int = 4  # byte ranges downloaded at once (a busy server caps each connection's speed)
 
     def __post_init__(self):
         super().__post_init__()
+        self.check()
+
+    def check(self) -> None:
+        """Clear errors for bad keywords (datasets sets a preset's overrides after __post_init__: the builder calls this)."""
         if self.on_error not in ON_ERROR:
             raise PopRokError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        if not (isinstance(self.connections, int) and self.connections >= 1):
+            raise PopRokError(f"connections must be a whole number of at least 1, got {self.connections!r}")
+
+    def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
+        """How the archives are fetched is not what they hold: ``connections`` does not change the cache."""
+        return super().create_config_id({k: v for k, v in config_kwargs.items() if k != "connections"}, custom_features)
 
 
 # -------------------------------------------------------------------------------------------- features
@@ -996,6 +1007,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
             # batches of 4, and 40 MB less at peak.
             kwargs.setdefault("writer_batch_size", 1)
         super().__init__(*args, **kwargs)
+        self.config.check()
 
     def download_and_prepare(self, *args, **kwargs):
         """As datasets' own, but a POP-ROK problem surfaces as itself, not as a DatasetGenerationError."""
@@ -1079,8 +1091,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
             raise PopRokError(f"the record {self.config.record_url} publishes no file named {name}")
         return published[name]
 
-    @staticmethod
-    def _download(dl_manager, url: str, size: Optional[int]) -> str:
+    def _download(self, dl_manager, url: str, size: Optional[int]) -> str:
         """Download ``url`` into the datasets cache, resuming a broken transfer (datasets would restart it)."""
         name = Path(url.split("?")[0]).name
         folder = os.path.join(dl_manager.download_config.cache_dir, "pop_rok", hashlib.sha256(url.encode()).hexdigest()[:16])
@@ -1088,7 +1099,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
         if dl_manager.download_config.force_download and os.path.exists(destination):
             os.remove(destination)
         try:
-            return str(download(url, destination, expected_size=size))
+            return str(download(url, destination, expected_size=size, connections=self.config.connections))
         except DownloadError as err:
             raise PopRokError(str(err)) from err
 
@@ -1595,7 +1606,7 @@ def _check_against_record(report: ValidationReport, record_url: str) -> None:
 
 def _builder_kwargs(args) -> dict:
     """The builder keywords the command line was given (unset ones keep the config's defaults)."""
-    names = ("data_dir", "base_url", "cache_dir", "on_error", "verify", "record_url")
+    names = ("data_dir", "base_url", "cache_dir", "on_error", "verify", "record_url", "connections")
     return {name: getattr(args, name) for name in names if getattr(args, name, None)}
 
 
@@ -1688,6 +1699,7 @@ def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where datasets caches the prepared dataset")
     parser.add_argument("--on-error", choices=ON_ERROR, help="raise (default): fail listing every problem; skip: leave bad loops out")
     parser.add_argument("--verify", action="store_true", help="check downloaded archives' size and md5 against the record")
+    parser.add_argument("--connections", type=int, help="byte ranges to download at once (default 4)")
 
 
 def _add_copy_arguments(parser: argparse.ArgumentParser) -> None:

@@ -138,3 +138,18 @@ def test_load_pop_rok_without_split_returns_a_dataset_dict(aggregated_sample, tm
     assert sorted(name for split in loaded.values() for name in split["name"]) == sorted(loop.name for loop in manifest)
     for split, dataset in loaded.items():
         assert all(pop_rok.SPLIT_FOLDS[split].count(fold) for fold in dataset["fold"])
+
+
+@pytest.mark.parametrize("keyword, value", [("on_error", "ignore"), ("connections", 0), ("connections", "4")])
+def test_bad_config_keywords_are_clear_errors(keyword, value, aggregated_sample, tmp_path):
+    folder, _ = aggregated_sample
+    with pytest.raises(pop_rok.PopRokError, match=keyword):
+        pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), **{keyword: value})
+
+
+def test_connections_do_not_change_the_cache(aggregated_sample, tmp_path):
+    """How the archives are fetched is not what they hold: one prepared cache serves any connection count."""
+    folder, _ = aggregated_sample
+    first = pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), connections=1)
+    assert first.cache_dir == pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), connections=8).cache_dir
+    assert first.cache_dir != pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), on_error="skip").cache_dir
