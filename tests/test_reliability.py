@@ -686,33 +686,51 @@ def test_num_proc_skip_keeps_the_report_in_the_description(two_bad_shards, sampl
 # ===================================================================================== interrupted build
 
 
+# `pop_rok.py build`, except that once the first rows are in a cache file it says so on stdout and waits for stdin.
+BUILD_THAT_STOPS_AT_FIRST_ROWS = """
+import sys
+from datasets.arrow_writer import ArrowWriter
+import pop_rok
+
+write_table = ArrowWriter._write_table
+
+def write_then_stop(self, *args, **kwargs):
+    write_table(self, *args, **kwargs)
+    self.stream.flush()
+    print("rows written", flush=True)
+    sys.stdin.read()  # the test kills the process here
+    sys.exit("the test went away before killing the build")
+
+ArrowWriter._write_table = write_then_stop
+sys.exit(pop_rok.main(sys.argv[1:]))
+"""
+
+
 def test_build_killed_half_way_restarts_clean(tmp_path):
-    """SIGKILL `pop_rok.py build` while it writes the split; the next run starts over and builds it all."""
+    """SIGKILL `pop_rok.py build` once it has written rows of the split; the next run starts over and builds it all."""
     archives = tmp_path / "archives"
     manifest = pop_rok.make_sample(archives, loops=40, seed=21, layout="aggregated", compresslevel=1)
     cache = tmp_path / "cache"
     command = ["build", "--data-dir", str(archives), "--cache-dir", str(cache)]
 
-    def half_written() -> bool:
-        return any(f.stat().st_size > 0 for d in cache.rglob("*.incomplete") for f in d.glob("*.arrow"))
-
-    for ready in (half_written, half_written, lambda: any(cache.rglob("*.incomplete"))):
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as errors:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "pop_rok.py"), *command], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+            [sys.executable, "-c", BUILD_THAT_STOPS_AT_FIRST_ROWS, *command], cwd=tmp_path, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
         try:
-            deadline = time.monotonic() + 120
-            while process.poll() is None and not ready() and time.monotonic() < deadline:
-                time.sleep(0.002)
-            process.send_signal(signal.SIGKILL)
+            said = process.stdout.readline()  # returns when the rows are written, or at exit
+            process.kill()
         finally:
-            process.wait(timeout=60)
-        if process.returncode == -signal.SIGKILL:
-            break
-        shutil.rmtree(cache)  # it finished before the kill landed: try again from an empty cache
-    assert process.returncode == -signal.SIGKILL, "could not interrupt the build"
+            process.wait()
+            process.stdin.close()
+            process.stdout.close()
+    assert said == "rows written\n", f"the build ended before writing rows: {stderr.read_text()}"
+    assert process.returncode == -signal.SIGKILL
     incomplete = list(cache.rglob("*.incomplete"))
     assert incomplete, "the interrupted build left no incomplete folder"
+    assert any(f.stat().st_size > 0 for d in incomplete for f in d.glob("*.arrow")), "no rows reached the cache"
     assert not list(cache.rglob("dataset_info.json")), "an interrupted build was marked complete"
 
     # The builder the CLI ran: its dataset name and script hash are the cache path's first and last folders
@@ -732,7 +750,7 @@ def test_build_killed_half_way_restarts_clean(tmp_path):
     [info] = cache.rglob("dataset_info.json")
     assert not Path(f"{info.parent}.incomplete").exists()
 
-    dataset = cli_builder(info.parent).as_dataset(split="train")
+    dataset = cli_builder(info.parent).as_dataset(split=pop_rok.ALL_SPLITS)  # every loop is in one split
     assert dataset.num_rows == len(manifest)
     assert sorted(dataset["name"]) == sorted(loop.name for loop in manifest)
     wav_md5 = {Path(name).stem: hashlib.md5(data).hexdigest() for name, data in read_members(archives / WAV)}
