@@ -101,8 +101,8 @@ def write_parquet_copy(
     ``min_shards`` and, when the split has at least ``shard_multiple`` rows, a multiple of it (a warning
     says when rows too large for that force another count). ``num_shards`` (per split, at most one per row)
     overrides that count for every config, or, as ``{config: count}``, for the configs it names (one file
-    per split for a small labels-only config). ``num_proc`` processes embed and encode. Shards left by an
-    earlier run in ``out_dir/data`` are removed first.
+    per split for a small labels-only config; names of configs not being written are ignored). ``num_proc``
+    processes embed and encode. Shards left by an earlier run in ``out_dir/data`` are removed first.
 
     Returns ``{config: {split: [{"path": ..., "bytes": ..., "rows": ...}, ...]}}``, paths relative to out_dir.
     """
@@ -192,9 +192,6 @@ def _check_arguments(configs, card_metadata: dict, audio_format: str, num_shards
         raise ValueError(f"card_metadata must not set {', '.join(generated)}: write_parquet_copy writes them")
     if not isinstance(num_shards, Mapping):
         num_shards = dict.fromkeys(configs, num_shards)
-    unknown = sorted(set(num_shards) - set(configs))
-    if unknown:
-        raise ValueError(f"num_shards names config(s) {', '.join(map(repr, unknown))} that configs does not hold")
     for name, count in num_shards.items():
         if count is not None and (not isinstance(count, int) or count < 1):
             raise ValueError(f"num_shards must be a whole number of at least 1 (for config {name!r}), got {count!r}")

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,6 +25,7 @@ from drum_synth import wav_bytes
 from parquet_copy import encode_flac, size_category, write_parquet_copy
 from stats_figure import plot_label_stats
 from test_distributed_shards import SPLIT_ROWS, generic_splits
+from tests.hub_server import HubServer, client_env
 
 CONFIGS = ("default", "labels")
 LIMITS = dict(min_shards=3, max_shard_bytes=8_000_000, max_row_group_bytes=6_000_000, max_row_group_rows=256)
@@ -275,7 +279,6 @@ def test_bad_input_is_refused_before_any_work(built, tmp_path):
         (dict(configs=labels, num_shards=0), "num_shards"),
         (dict(configs=labels, num_shards={"labels": 0}), "num_shards"),
         (dict(configs=labels, num_shards={"labels": 1.5}), "num_shards"),
-        (dict(configs=labels, num_shards={"lables": 1}), "'lables'"),
         (dict(configs=labels, shard_multiple=0), "shard_multiple"),
         (dict(configs=labels, max_row_group_rows=0), "max_row_group_rows"),
         (dict(configs=labels, card_metadata={"configs": []}), "configs"),
@@ -335,6 +338,11 @@ def test_num_shards_per_config(tmp_path):
     configs = {"default": generic_splits(), "labels": datasets.DatasetDict(train=fixed_rows(40)["train"])}
     summary = write_parquet_copy(tmp_path, configs, card_body="", card_metadata={}, num_shards={"labels": 1})
     assert shard_counts(summary) == {"default": {"train": 16, "validation": 9, "test": 9}, "labels": {"train": 1}}
+    # A policy for configs that may not be written: exporting the audio config alone.
+    summary = write_parquet_copy(
+        tmp_path, {"default": configs["default"]}, card_body="", card_metadata={}, num_shards={"labels": 1}
+    )
+    assert shard_counts(summary) == {"default": {"train": 16, "validation": 9, "test": 9}}
     summary = write_parquet_copy(tmp_path, configs, card_body="", card_metadata={}, num_shards=2)
     assert shard_counts(summary) == {"default": {"train": 2, "validation": 2, "test": 2}, "labels": {"train": 2}}
 
@@ -399,6 +407,42 @@ def test_export_shows_one_bar_per_stage_and_none_per_shard(audio_format, tmp_pat
         assert datasets.utils.are_progress_bars_disabled()
     finally:
         datasets.utils.enable_progress_bars()
+
+
+PUBLISH = """
+import sys
+from hub_publish import publish_folder
+print(publish_folder(sys.argv[1], sys.argv[2], ["default"]).oid)
+"""
+
+
+def test_publishing_shows_one_upload_bar(tmp_path):
+    """huggingface_hub draws a bar per file uploaded: publish_folder shows one over all the bytes, in one commit."""
+    token, repo = "hf_PublishLoopbackToken0123456789", "user/generic"
+    folder = tmp_path / "copy"
+    summary = write_parquet_copy(folder, {"default": generic_splits()}, card_body="", card_metadata={})
+    num_files = sum(map(len, summary["default"].values()))
+    with HubServer(tmp_path / "hub", token=token) as hub:
+        for attempt in ("first", "again"):
+            commits = len(hub.commits(repo)) if attempt == "again" else 0
+            result = subprocess.run(
+                [sys.executable, "-c", PUBLISH, str(folder), repo],
+                cwd=Path(__file__).resolve().parents[1],
+                env=client_env(hub.url, tmp_path / "home", token),
+                capture_output=True,  # bytes: text mode would turn the bars' \r into \n
+                timeout=300,
+            )
+            stderr = result.stderr.decode()
+            assert result.returncode == 0, stderr[-3000:]
+            bars = progress_bars(stderr)
+            assert [desc for desc, _ in bars] == [f"Uploading to {repo}"], stderr[-3000:]
+            assert bars[0][1].startswith("100%|")
+            assert "train-00000" not in stderr and "LFS files" not in stderr
+            if attempt == "first":
+                files = hub.list_files(repo)
+                assert sum(path.startswith("data/default/") for path in files) == num_files
+            else:
+                assert len(hub.commits(repo)) == commits, "the same folder again makes no commit"
 
 
 def test_size_categories():
