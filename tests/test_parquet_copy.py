@@ -5,6 +5,7 @@ the limits; the export shows one progress bar per stage, none per shard."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -410,39 +411,63 @@ def test_export_shows_one_bar_per_stage_and_none_per_shard(audio_format, tmp_pat
 
 
 PUBLISH = """
-import sys
+import json, sys
 from hub_publish import publish_folder
-print(publish_folder(sys.argv[1], sys.argv[2], ["default"]).oid)
+print(publish_folder(sys.argv[1], sys.argv[2], ["default"], **json.loads(sys.argv[3])).oid)
 """
+PUBLISH_TOKEN, PUBLISH_REPO = "hf_PublishLoopbackToken0123456789", "user/generic"
 
 
-def test_publishing_shows_one_upload_bar(tmp_path):
+def publish(hub, home, folder, **options) -> str:
+    """publish_folder in a client process pointed at the loopback Hub; returns its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-c", PUBLISH, str(folder), PUBLISH_REPO, json.dumps(options)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=client_env(hub.url, home, PUBLISH_TOKEN),
+        capture_output=True,  # bytes: text mode would turn the bars' \r into \n
+        timeout=300,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with HubServer(tmp_path / "hub", token=PUBLISH_TOKEN) as server:
+        yield server
+
+
+def test_publishing_shows_one_upload_bar(hub, tmp_path):
     """huggingface_hub draws a bar per file uploaded: publish_folder shows one over all the bytes, in one commit."""
-    token, repo = "hf_PublishLoopbackToken0123456789", "user/generic"
     folder = tmp_path / "copy"
     summary = write_parquet_copy(folder, {"default": generic_splits()}, card_body="", card_metadata={})
     num_files = sum(map(len, summary["default"].values()))
-    with HubServer(tmp_path / "hub", token=token) as hub:
-        for attempt in ("first", "again"):
-            commits = len(hub.commits(repo)) if attempt == "again" else 0
-            result = subprocess.run(
-                [sys.executable, "-c", PUBLISH, str(folder), repo],
-                cwd=Path(__file__).resolve().parents[1],
-                env=client_env(hub.url, tmp_path / "home", token),
-                capture_output=True,  # bytes: text mode would turn the bars' \r into \n
-                timeout=300,
-            )
-            stderr = result.stderr.decode()
-            assert result.returncode == 0, stderr[-3000:]
-            bars = progress_bars(stderr)
-            assert [desc for desc, _ in bars] == [f"Uploading to {repo}"], stderr[-3000:]
-            assert bars[0][1].startswith("100%|")
-            assert "train-00000" not in stderr and "LFS files" not in stderr
-            if attempt == "first":
-                files = hub.list_files(repo)
-                assert sum(path.startswith("data/default/") for path in files) == num_files
-            else:
-                assert len(hub.commits(repo)) == commits, "the same folder again makes no commit"
+    for attempt in ("first", "again"):
+        commits = len(hub.commits(PUBLISH_REPO)) if attempt == "again" else 0
+        stderr = publish(hub, tmp_path / "home", folder)
+        bars = progress_bars(stderr)
+        assert [desc for desc, _ in bars] == [f"Uploading to {PUBLISH_REPO}"], stderr[-3000:]
+        assert bars[0][1].startswith("100%|")
+        assert "train-00000" not in stderr and "LFS files" not in stderr
+        if attempt == "first":
+            files = hub.list_files(PUBLISH_REPO)
+            assert sum(path.startswith("data/default/") for path in files) == num_files
+        else:
+            assert len(hub.commits(PUBLISH_REPO)) == commits, "the same folder again makes no commit"
+
+
+def test_a_pull_request_against_a_branch_replaces_the_configs_shards(hub, tmp_path):
+    folder = tmp_path / "copy"
+    write_parquet_copy(folder, {"default": generic_splits()}, card_body="", card_metadata={})
+    publish(hub, tmp_path / "home", folder)
+    on_main = hub.list_files(PUBLISH_REPO)
+    summary = write_parquet_copy(folder, {"default": generic_splits()}, card_body="", card_metadata={}, num_shards=2)
+    publish(hub, tmp_path / "home", folder, revision="dev", create_pr=True)
+    assert hub.list_files(PUBLISH_REPO) == on_main
+    assert hub.list_files(PUBLISH_REPO, "dev") == on_main, "the branch was made from main; the PR holds the change"
+    shards = {path for path in hub.list_files(PUBLISH_REPO, "refs/pr/1") if path.startswith("data/")}
+    assert shards == {file["path"] for files in summary["default"].values() for file in files}
 
 
 def test_size_categories():
