@@ -1,7 +1,8 @@
 """A loopback HTTP server for a folder of files, counting the bytes it sends per file.
 
 Tests and benchmarks serve generated archives with it, to stand in for Zenodo or a mirror, and read
-``bytes_sent`` to prove that streaming reads only a small part of an archive. It honours ``Range``.
+``bytes_sent`` to prove that streaming reads only a small part of an archive. It honours ``Range``
+(``bytes=N-`` and ``bytes=N-M``) and can cap each connection's speed the way busy public servers do.
 """
 
 from __future__ import annotations
@@ -11,15 +12,29 @@ import os
 import re
 import socket
 import threading
+import time
 from collections import defaultdict
 
 
 class FileServer:
-    def __init__(self, folder: str, chunk_size: int = 64 * 1024, send_buffer: int | None = None):
-        """``send_buffer`` caps the kernel's socket buffer, so ``bytes_sent`` tracks what the client read."""
+    def __init__(
+        self,
+        folder: str,
+        chunk_size: int = 64 * 1024,
+        send_buffer: int | None = None,
+        rate_per_connection: float | None = None,
+    ):
+        """``send_buffer`` caps the kernel's socket buffer, so ``bytes_sent`` tracks what the client read.
+
+        ``rate_per_connection`` (bytes/s) paces each answer, so one connection gets at most that speed and
+        several connections get that speed each (the benchmark emulates Zenodo at 20 MB/s per connection).
+        """
+        if rate_per_connection is not None and rate_per_connection <= 0:
+            raise ValueError(f"rate_per_connection must be positive bytes/s, got {rate_per_connection!r}")
         self.folder = os.fspath(folder)
         self.chunk_size = chunk_size
         self.send_buffer = send_buffer
+        self.rate_per_connection = rate_per_connection
         self.bytes_sent: dict[str, int] = defaultdict(int)
         self.requests: list[tuple[str, str, dict]] = []
         self._lock = threading.Lock()
@@ -88,6 +103,7 @@ class FileServer:
                 self.end_headers()
                 if not body:
                     return
+                started, sent = time.monotonic(), 0
                 with open(path, "rb") as f:
                     f.seek(start)
                     remaining = end - start + 1
@@ -98,7 +114,12 @@ class FileServer:
                         except (BrokenPipeError, ConnectionResetError):
                             return  # the client stopped reading: a streaming reader may do that
                         remaining -= len(chunk)
+                        sent += len(chunk)
                         with server._lock:
                             server.bytes_sent[name] += len(chunk)
+                        if server.rate_per_connection:  # sleep until this answer is back down to the rate
+                            ahead = sent / server.rate_per_connection - (time.monotonic() - started)
+                            if ahead > 0:
+                                time.sleep(ahead)
 
         return Handler

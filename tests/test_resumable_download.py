@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from file_server import FileServer
 from resumable_download import DownloadError, download, md5sum, verify_file, zenodo_record_files
 
 DATA = random.Random(0).randbytes(300_000)
@@ -464,6 +465,19 @@ def test_ranges_are_fetched_at_once_and_reassembled(serve, tmp_path):
     assert len(server.requests) > 4
     assert_tiles(spans(server), 0, len(DATA))  # each byte asked for once
     assert sorted(tmp_path.iterdir()) == [tmp_path / "f"]  # no part file, no ranges record
+
+
+def test_ranges_over_a_keep_alive_file_server(tmp_path):
+    """HTTP/1.1 connections are reused from range to range, and no byte is sent twice."""
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "drums.tar.gz").write_bytes(DATA)
+    with FileServer(tmp_path / "served") as server:
+        download(f"{server.url}/drums.tar.gz", tmp_path / "f", expected_size=len(DATA), expected_md5=DATA_MD5,
+                 connections=4, **FAST)  # fmt: skip
+
+    assert (tmp_path / "f").read_bytes() == DATA
+    assert server.bytes_sent["drums.tar.gz"] == len(DATA)
+    assert_tiles([asked(headers, len(DATA)) for _, _, headers in server.requests], 0, len(DATA))
 
 
 def test_size_is_learnt_from_the_first_range(serve, tmp_path):
