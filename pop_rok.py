@@ -991,6 +991,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "default"
     _problem_dir: Optional[str] = None  # while preparing: where each generation job leaves its problems
     _labels: Optional[LabelSet] = None  # read by _split_generators, for the survey
+    _wav_archive = None  # the WAV archive's reader, when it is one: it says which inflater read it
     _written: dict = {}  # while preparing: split -> (rows, bytes) written by an earlier split's pass
     _file_format = "arrow"
 
@@ -1054,7 +1055,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
                 for kwargs in gen_kwargs.values():
                     kwargs.setdefault("wav_files", [])
             else:
-                archive = self._members(dl_manager, "wav", wav_source, extracted)
+                archive = self._wav_archive = self._members(dl_manager, "wav", wav_source, extracted)
                 for kwargs in gen_kwargs.values():
                     kwargs["wav_archive"] = archive
         return [datasets.SplitGenerator(name=split, gen_kwargs=kwargs) for split, kwargs in gen_kwargs.items()]
@@ -1116,6 +1117,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
             jobs = [json.loads(path.read_text()) for path in sorted(Path(self._problem_dir).iterdir())]
         self._problem_dir = None
+        if isinstance(self._wav_archive, CheckedTarGz) and self._wav_archive.inflater:
+            print(f"POP-ROK: inflated {self._wav_archive.name} with {self._wav_archive.inflater}", file=sys.stderr)
         survey = self._labels.survey
         for job in jobs:
             survey.merge(job["survey"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,18 @@ def test_connections_do_not_change_the_cache(aggregated_sample, tmp_path):
     first = pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), connections=1)
     assert first.cache_dir == pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), connections=8).cache_dir
     assert first.cache_dir != pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), on_error="skip").cache_dir
+
+
+@pytest.mark.parametrize("inflater", ["zlib", "isal", "rapidgzip"])
+def test_build_says_which_inflater_read_the_archive(inflater, aggregated_sample, tmp_path):
+    import subprocess
+    import sys
+
+    folder, manifest = aggregated_sample
+    result = subprocess.run(
+        [sys.executable, str(Path(pop_rok.__file__)), "build", "--data-dir", str(folder), "--cache-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "POP_ROK_INFLATER": inflater},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"inflated {pop_rok.ARCHIVES['wav']} with {inflater}" in result.stderr
+    assert f"rows: {len(manifest)} " in result.stdout
