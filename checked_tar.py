@@ -6,11 +6,13 @@ audio, or silently fewer files. Here every gzip member's CRC-32 and length are c
 anything but zero padding after the tar's end marker is an error, and the compressed bytes are counted (and
 hashed, when there is an md5 to check) on the way, so one pass also checks a published size and md5.
 
-Three inflaters, the fastest one importable (``inflater=`` or ``$POP_ROK_INFLATER`` picks one):
+Three inflaters; ``inflater=`` or ``$POP_ROK_INFLATER`` picks one, and by default ISA-L does it:
 
-* ``rapidgzip`` inflates one gzip stream on every core, for a regular local file only (it seeks);
-* ``isal`` (ISA-L) inflates in a thread of its own, one core: a stream arriving over HTTP, or a pipe;
-* ``zlib``, the standard library's, when neither package is installed.
+* ``isal`` (ISA-L) inflates in a thread of its own, on one core, the GIL released: the fastest build on two
+  cores, where the rows are written on the other (``benchmarks/bench.py`` times each);
+* ``rapidgzip`` inflates one gzip stream on every core: for a regular local file only (it seeks), on a
+  machine with cores to spare; it rejects zero padding after a gzip member, which the others skip;
+* ``zlib``, the standard library's, when neither package can be imported.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ READ_SIZE = 1 << 18  # tarfile's stream reads (default 10 KiB): fewer, larger de
 CHUNK = 1 << 20  # compressed bytes per read
 
 INFLATERS = ("rapidgzip", "isal", "zlib")
+AUTO = ("isal", "zlib")  # the default, in order of preference
 INFLATER_VARIABLE = "POP_ROK_INFLATER"  # the default of CheckedTarGz(inflater=...): a name of INFLATERS, or "auto"
 
 
@@ -211,12 +214,10 @@ def parallelization() -> int:
 
 
 def choose_inflater(requested: str, local: bool) -> tuple[str, int]:
-    """(inflater, threads) for a pass: rapidgzip only for a local file, the first importable of the rest."""
-    order = INFLATERS if requested == "auto" else (requested, *INFLATERS)
-    for name in order:
-        if name == "rapidgzip" and not local:
-            continue  # rapidgzip seeks: a stream stays sequential
-        if available(name):
+    """(inflater, threads) for a pass: ``requested`` when it can be imported and, for rapidgzip, the input
+    is a local file (a stream stays sequential); else the first importable of AUTO."""
+    for name in AUTO if requested == "auto" else (requested, *AUTO):
+        if (name != "rapidgzip" or local) and available(name):
             return name, parallelization() if name == "rapidgzip" else 1
     return "zlib", 1
 
@@ -260,9 +261,9 @@ class CheckedTarGz:
     fsspec for streaming). After a complete pass, ``size`` and ``md5`` describe the bytes read; a pass
     that meets damage, or bytes other than ``expected_size``/``expected_md5``, raises ArchiveError naming
     ``name``, after deleting ``discard_path`` (a cached download) so that the next run fetches it again.
-    ``inflater`` ("rapidgzip", "isal", "zlib" or "auto", default $POP_ROK_INFLATER or "auto") is a
-    preference: rapidgzip is used for a regular local file only, and a package that cannot be imported
-    gives way to the next. ``inflater_used`` says which inflated the current or last pass, e.g.
+    ``inflater`` ("rapidgzip", "isal", "zlib" or "auto"; default $POP_ROK_INFLATER, else "auto") is a
+    preference: rapidgzip reads a regular local file only, and a package that cannot be imported gives way
+    to isal, then zlib. ``inflater`` then says which inflated the current or last pass, e.g. "isal" or
     "rapidgzip(parallelization=2)".
     """
 

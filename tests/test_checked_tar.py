@@ -309,6 +309,15 @@ def test_isal_pass_carried_on_after_its_thread_ended_fails_rather_than_ends_shor
             pass
 
 
+def test_by_default_isal_inflates_local_files_and_streams(tar, tmp_path, monkeypatch):
+    monkeypatch.delenv(checked_tar.INFLATER_VARIABLE, raising=False)
+    path = write(tmp_path / NAME, gzip.compress(tar))
+    for opener in (lambda: open(path, "rb"), lambda: ReadOnly(path.read_bytes())):
+        checked = CheckedTarGz(opener, NAME)
+        list(checked)
+        assert checked.inflater == "isal"
+
+
 @pytest.mark.parametrize("inflater", checked_tar.INFLATERS)
 def test_the_environment_variable_sets_the_default_inflater(inflater, tar, tmp_path, monkeypatch):
     monkeypatch.setenv(checked_tar.INFLATER_VARIABLE, inflater)
