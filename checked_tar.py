@@ -210,16 +210,17 @@ def requested_inflater(inflater: Optional[str]) -> str:
 
 
 def parallelization() -> int:
+    """The cores this process may run on: rapidgzip's threads unless told otherwise."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def choose_inflater(requested: str, local: bool) -> tuple[str, int]:
-    """(inflater, threads) for a pass: ``requested`` when it can be imported and, for rapidgzip, the input
-    is a local file (a stream stays sequential); else the first importable of AUTO."""
+def choose_inflater(requested: str, local: bool) -> str:
+    """``requested`` when it can be imported and, for rapidgzip, the input is a local file (a stream stays
+    sequential); else the first importable of AUTO."""
     for name in AUTO if requested == "auto" else (requested, *AUTO):
         if (name != "rapidgzip" or local) and available(name):
-            return name, parallelization() if name == "rapidgzip" else 1
-    return "zlib", 1
+            return name
+    return "zlib"
 
 
 @contextmanager
@@ -263,8 +264,8 @@ class CheckedTarGz:
     ``name``, after deleting ``discard_path`` (a cached download) so that the next run fetches it again.
     ``inflater`` ("rapidgzip", "isal", "zlib" or "auto"; default $POP_ROK_INFLATER, else "auto") is a
     preference: rapidgzip reads a regular local file only, and a package that cannot be imported gives way
-    to isal, then zlib. ``inflater`` then says which inflated the current or last pass, e.g. "isal" or
-    "rapidgzip(parallelization=2)".
+    to isal, then zlib; ``threads`` are rapidgzip's (default: every core). ``inflater`` then says which
+    inflated the current or last pass, e.g. "isal" or "rapidgzip(parallelization=2)".
     """
 
     def __init__(
@@ -279,13 +280,14 @@ class CheckedTarGz:
         progress: bool = False,
         md5: Optional[bool] = None,
         inflater: Optional[str] = None,
+        threads: Optional[int] = None,
     ):
         self.opener, self.name = opener, name
         self.expected_size, self.expected_md5, self.discard_path = expected_size, expected_md5, discard_path
         self.total, self.progress = total, progress
         # Hashing costs a quarter of the decompression: only when there is an md5 to compare or to report.
         self.want_md5 = expected_md5 is not None if md5 is None else md5
-        self.requested = requested_inflater(inflater)
+        self.requested, self.threads = requested_inflater(inflater), threads
         self.inflater: Optional[str] = None
         self.size: Optional[int] = None
         self.md5: Optional[str] = None
@@ -298,7 +300,8 @@ class CheckedTarGz:
                 raise ArchiveError(f"{self.name} cannot be opened ({type(err).__name__}: {err})") from err
             bar = stack.enter_context(_progress_bar(self.name, self.total)) if self.progress else None
             counted = _CountingReader(raw, bar, self.want_md5)
-            name, threads = choose_inflater(self.requested, local_file(raw))
+            name = choose_inflater(self.requested, local_file(raw))
+            threads = (self.threads or parallelization()) if name == "rapidgzip" else 1
             self.inflater = f"rapidgzip(parallelization={threads})" if name == "rapidgzip" else name
             try:
                 with _inflated(name, threads, counted) as stream:
