@@ -581,8 +581,8 @@ def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
             continue
         found.json_files += 1
         try:
-            document = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            document = json.loads(data, object_pairs_hook=_json_object)
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             problems.add(path, f"malformed JSON ({err})")
             continue
         if isinstance(document, dict) and KEY_MAP_FIELD in document:
@@ -595,22 +595,18 @@ def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
                 if key_map_source is not None and key_map != found.key_map:
                     problems.add(path, f"its key map differs from the one in {key_map_source}")
                 found.key_map, key_map_source = key_map, key_map_source or path
-            survey.documents["key map" if not document else "key map and keyed labels"] += 1
-            if not document:
-                continue
-            shape = None
+            shape, entries = "key map and keyed labels" if document else "key map", list(document.items())
         elif isinstance(document, dict) and _first_key(_fields(document), (PITCH_KEY,)) is not None:
-            document, shape = {Path(path).stem: document}, "bare"
+            shape, entries = "bare", [(Path(path).stem, document)]
         elif isinstance(document, dict):
-            shape = "keyed"
+            shape, entries = "keyed", list(document.items())
         elif isinstance(document, list):
-            document, shape = _records(document, path, problems), "records"
+            shape, entries = "records", _records(document, path, problems)
         else:
             problems.add(path, f"expected an object keyed by loop name or a list of records, got a {json_type(document)}")
             continue
-        if shape:
-            survey.documents[shape] += 1
-        for key, value in document.items():
+        survey.documents[shape] += 1
+        for key, value in entries:
             _add_label(found, key, value, path)
     for name in found.rejected:
         found.labels.pop(name, None)
@@ -621,15 +617,25 @@ def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
     return found
 
 
-def _records(document: list, path: str, problems: Problems) -> dict:
-    """A list of records, each naming its loop in a field of its own -> {name: the rest of the record}."""
-    labels = {}
+def _json_object(pairs: list) -> dict:
+    """A JSON object; a key given twice with different values is an error, never a silent last-one-wins."""
+    value = {}
+    for key, item in pairs:
+        if key in value and repr(value[key]) != repr(item):
+            raise ValueError(f"key {key!r} appears twice with different values")
+        value[key] = item
+    return value
+
+
+def _records(document: list, path: str, problems: Problems) -> list[tuple[str, dict]]:
+    """A list of records, each naming its loop in a field of its own -> [(name, the rest of the record)]."""
+    labels = []
     for index, record in enumerate(document):
         key = _first_key(_fields(record), RECORD_NAME_KEYS) if isinstance(record, dict) else None
         if key is None or not isinstance(record[key], str):
             problems.add(path, f"record {index} names no loop (in a 'name', 'file', 'filename' or 'id' field): {record!r:.200}")
             continue
-        labels[record[key]] = {k: v for k, v in record.items() if k != key}
+        labels.append((record[key], {k: v for k, v in record.items() if k != key}))
     return labels
 
 

@@ -208,6 +208,14 @@ PROBLEMS = {
         ["b.json", A, "a.json"],
     ),
     "record-naming-no-loop": ([("r.json", '[{"pitch": [36], "bpm": 120}]')], ["r.json", "record 0"]),
+    "records-twice-that-differ": (
+        [("r.json", f'[{{"name": "{A}", "pitch": [36], "bpm": 120}}, {{"name": "{A}.wav", "pitch": [38], "bpm": 120}}]')],
+        ["r.json", A, "labelled differently"],
+    ),
+    "a-json-key-twice-with-different-values": (
+        [("all.json", f'{{"{A}": {{"pitch": [36], "bpm": 120}}, "{A}": {{"pitch": [38], "bpm": 120}}}}')],
+        ["all.json", A, "twice"],
+    ),
     "two-key-maps-that-disagree": (
         [("k1.json", KEY_MAP_JSON), ("k2.json", '{"key_map_drum_note_labels": [{"note": 36, "label": "Bass Drum"}]}'),
          ("all.json", f'{{"{A}": {{"pitch": [36], "bpm": 120}}}}')],
