@@ -1124,7 +1124,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
             jobs = [json.loads(path.read_text()) for path in sorted(Path(self._problem_dir).iterdir())]
         self._problem_dir = None
         if isinstance(self._wav_archive, CheckedTarGz) and self._wav_archive.inflater:
-            print(f"POP-ROK: inflated {self._wav_archive.name} with {self._wav_archive.inflater}", file=sys.stderr)
+            print(f"POP-ROK inflated {self._wav_archive.name} with {self._wav_archive.inflater}", file=sys.stderr)
         survey = self._labels.survey
         for job in jobs:
             survey.merge(job["survey"])
