@@ -33,6 +33,7 @@ READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a trunca
 
 READ_SIZE = 1 << 18  # tarfile's stream reads (default 10 KiB): fewer, larger decompress and crc32 calls
 CHUNK = 1 << 20  # compressed bytes per read
+STREAM_CHUNK = 1 << 18  # from a stream arriving over HTTP: less read ahead of the rows
 
 INFLATERS = ("rapidgzip", "isal", "zlib")
 AUTO = ("isal", "zlib")  # the default, in order of preference
@@ -224,8 +225,8 @@ def choose_inflater(requested: str, local: bool) -> str:
 
 
 @contextmanager
-def _inflated(name: str, threads: int, counted: _CountingReader):
-    """The decompressed stream of ``counted`` through inflater ``name``."""
+def _inflated(name: str, threads: int, counted: _CountingReader, chunk: int):
+    """The decompressed stream of ``counted`` through inflater ``name``, reading ``chunk`` bytes at a time."""
     if name == "rapidgzip":
         import rapidgzip
 
@@ -238,7 +239,9 @@ def _inflated(name: str, threads: int, counted: _CountingReader):
     elif name == "isal":
         from isal import igzip_threaded
 
-        with igzip_threaded.open(counted, "rb", threads=1, block_size=CHUNK) as stream:
+        # Its thread reads 8 blocks of compressed input ahead: a stream keeps that small, so the first rows
+        # arrive after a few MB, not tens.
+        with igzip_threaded.open(counted, "rb", threads=1, block_size=chunk) as stream:
             yield stream
     else:
         yield _Gunzip(counted)
@@ -300,11 +303,12 @@ class CheckedTarGz:
                 raise ArchiveError(f"{self.name} cannot be opened ({type(err).__name__}: {err})") from err
             bar = stack.enter_context(_progress_bar(self.name, self.total)) if self.progress else None
             counted = _CountingReader(raw, bar, self.want_md5)
-            name = choose_inflater(self.requested, local_file(raw))
+            local = local_file(raw)
+            name = choose_inflater(self.requested, local)
             threads = (self.threads or parallelization()) if name == "rapidgzip" else 1
             self.inflater = f"rapidgzip(parallelization={threads})" if name == "rapidgzip" else name
             try:
-                with _inflated(name, threads, counted) as stream:
+                with _inflated(name, threads, counted, CHUNK if local else STREAM_CHUNK) as stream:
                     yield from self._members(stream)
             except READ_ERRORS + inflater_errors(name) as err:
                 self._fail(f"is truncated or corrupt ({type(err).__name__}: {err})")
