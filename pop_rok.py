@@ -1,8 +1,10 @@
 """POP-ROK: 5,378 stereo 16-bit 44.1 kHz WAV loops of pop-rock drumming, with their MIDI drum notes.
 
 The dataset builder for the two Zenodo archives of record 14038284 (CC BY 4.0, WaivOps / Patchbanks),
-read top to bottom: constants, file-name and label grammar, configs, features, splits, generation,
-then the one-liner, the synthetic sample and the command line (``python pop_rok.py --help``).
+read top to bottom: constants, file-name and label grammar, the first-contact survey, configs,
+features, bar windows, the builder, the one-liner and ``validate``. What merely uses the builder lives
+beside it: ``pop_rok_cli`` (``python pop_rok.py --help``), ``pop_rok_publish`` (export, push) and
+``pop_rok_sample`` (synthetic archives).
 
     builder = PopRok(config_name="default")          # or "labels": no audio, 210 KB download
     builder.download_and_prepare(); ds = builder.as_dataset(split="train")
@@ -11,7 +13,6 @@ then the one-liner, the synthetic sample and the command line (``python pop_rok.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import hashlib
@@ -33,8 +34,6 @@ from typing import Iterable, Iterator, Optional
 
 import datasets
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from datasets.exceptions import DatasetGenerationError
 
 from datasets.utils.file_utils import xopen
@@ -42,7 +41,6 @@ from datasets.utils.file_utils import xopen
 from checked_tar import ArchiveError, CheckedTarGz
 from parquet_copy import datasets_bars_silenced
 from resumable_download import DownloadError, download, zenodo_record_files
-from tar_writer import TarGzWriter
 from wav_header import WavError, read_wav_info
 
 
@@ -1332,189 +1330,6 @@ def load_pop_rok(split=None, streaming=False, config="default", **builder_kwargs
     return datasets.concatenate_datasets([builder.as_streaming_dataset(split=part.strip()) for part in str(split).split("+")])
 
 
-# ------------------------------------------------------------------------------------ export and push
-
-CONFIG_NAMES = ("default", "labels")
-CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
-CARD_METADATA = {
-    "license": _LICENSE,
-    "pretty_name": "POP-ROK: pop-rock drum loops with MIDI drum labels",
-    "task_categories": ["audio-classification"],
-    "tags": ["music", "drums", "mir", "drum-transcription", "tempo-estimation", "beat-tracking", "synthetic"],
-}
-AUDIO_FORMAT_NOTES = {
-    "wav": "WAV, the archive's original 16-bit 44.1 kHz stereo bytes, unchanged",
-    "flac": "FLAC, re-encoded losslessly from the original WAV (decodes to the same samples, bit for bit)",
-}
-PLACEHOLDER_REPO_ID = "<org>/pop-rok"
-
-
-def _config_names(config: str) -> list[str]:
-    return list(CONFIG_NAMES) if config == "all" else [config]
-
-
-def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=None, repo_id=None, **builder_kwargs) -> dict:
-    """Write the script-free Parquet copy of ``config`` ("all" for both) with its card and figure."""
-    from parquet_copy import write_parquet_copy
-    from stats_figure import plot_label_stats
-
-    if audio_format not in AUDIO_FORMAT_NOTES:
-        raise PopRokError(f"audio_format must be one of {', '.join(AUDIO_FORMAT_NOTES)}, got {audio_format!r}")
-    prepared = {name: _with_rows(load_pop_rok(config=name, **builder_kwargs)) for name in _config_names(config)}
-    body = card_body(next(iter(prepared.values())), audio_format, repo_id)
-    # Unless num_shards says otherwise: the audio config's shards follow write_parquet_copy's rule (a multiple
-    # of 16), and the 210 KB labels config is one file per split.
-    shards = num_shards or {"labels": 1}
-    summary = write_parquet_copy(
-        out_dir, prepared, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, num_shards=shards
-    )
-    labels = prepared["labels"] if "labels" in prepared else _with_rows(load_pop_rok(config="labels", **builder_kwargs))
-    labels = datasets.concatenate_datasets(list(labels.values()))
-    names = labels.features["instruments"].feature.names
-    columns = labels.select_columns(["bpm", "instruments"]).to_dict()
-    plot_label_stats(
-        Path(out_dir) / "stats.png",
-        bpm=columns["bpm"],
-        instruments=[[names[i] for i in row] for row in columns["instruments"]],
-        instrument_names=names,
-        durations=[BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm for bpm in columns["bpm"]],
-    )
-    return summary
-
-
-def card_body(splits: datasets.DatasetDict, audio_format: str, repo_id: Optional[str] = None) -> str:
-    """dataset_card.md with the repo id, the audio format and the per-split table of ``splits`` filled in."""
-    return (
-        CARD_TEMPLATE.read_text(encoding="utf-8")
-        .replace("{{repo_id}}", repo_id or PLACEHOLDER_REPO_ID)
-        .replace("{{audio_format}}", AUDIO_FORMAT_NOTES[audio_format])
-        .replace("{{splits_table}}", split_table(splits))
-    )
-
-
-def _with_rows(splits: datasets.DatasetDict) -> datasets.DatasetDict:
-    """The splits that have rows: a Hub config cannot declare an empty split (a sample may leave one empty)."""
-    empty = [name for name, split in splits.items() if not split.num_rows]
-    if empty:
-        print(f"POP-ROK: split(s) {', '.join(empty)} have no rows and are left out of the copy", file=sys.stderr)
-    return datasets.DatasetDict({name: split for name, split in splits.items() if split.num_rows})
-
-
-def push(repo_id: str, config: str = "all", audio_format: str = "wav", *, private=False, revision=None, create_pr=False, token=None, num_shards=None, **builder_kwargs):
-    """Export into a staging folder and publish it to ``repo_id`` in one commit; returns the CommitInfo."""
-    import tempfile
-
-    from hub_publish import publish_folder
-
-    with tempfile.TemporaryDirectory(prefix="pop_rok_push_") as staging:
-        export(staging, config, audio_format, num_shards=num_shards, repo_id=repo_id, **builder_kwargs)
-        return publish_folder(
-            staging, repo_id, _config_names(config), private=private, revision=revision, create_pr=create_pr, token=token,
-            commit_message=f"POP-ROK {config} config(s), {audio_format} audio",
-        )
-
-
-# ------------------------------------------------------------------------------------- synthetic sample
-
-SAMPLE_LAYOUTS = ("per-loop", "aggregated")
-SAMPLE_LABELS = ("plain", "varied")
-
-
-@dataclass(frozen=True)
-class SampleLoop:
-    """What the generator rendered for one loop: enough to render it again and compare."""
-
-    name: str
-    track: int
-    bpm: int
-    notes: tuple[int, ...]
-    seed: int
-
-
-def _sample_tracks(rng, loops: int) -> list[int]:
-    """Random track numbers, the first in folds 9, 8 and 0-7: even a sample of three has test, validation and train."""
-    pool = rng.sample(range(1, 10000), 9999)
-    firsts = [next(t for t in pool if track_fold(t) in folds) for folds in (SPLIT_FOLDS["test"], SPLIT_FOLDS["validation"], SPLIT_FOLDS["train"])]
-    return sorted([*firsts, *(t for t in pool if t not in firsts)][:loops])
-
-
-# The shapes a "varied" sample writes its labels in, loop by loop: each one a reading the reader must make.
-_VARIED_LABELS = (
-    lambda loop: {"pitch": list(reversed(loop.notes)), "tempo": round(60_000_000 / loop.bpm)},  # microseconds per beat
-    lambda loop: {"Pitch": [float(n) for n in loop.notes], "BPM": f"{loop.bpm} BPM"},
-    lambda loop: {"pitch": [{"note": n, "velocity": 100} for n in loop.notes], "tempo": [[0.0, loop.bpm]]},
-    lambda loop: {"pitch": [str(n) for n in loop.notes], "tempo": {"bpm": loop.bpm}, "time_signature": "4/4", "timesig": [4, 4]},
-    lambda loop: {"pitch": [*loop.notes, *loop.notes], "tempo": [float(loop.bpm)], "style": None},
-)
-
-
-def make_sample(
-    out_dir, loops: int = 8, seed: int = 0, layout: str = "per-loop", compresslevel: int = 6, labels: str = "plain"
-) -> list[SampleLoop]:
-    """Write POP-ROK-shaped WAV and label archives into ``out_dir`` and return what they hold.
-
-    ``per-loop``: folders, one JSON per loop, the key-map file and macOS junk, as a laptop packs them;
-    ``aggregated``: WAVs and one JSON for all loops at the archive root. ``labels="varied"`` writes each
-    label in another shape (microseconds per beat, tempo maps, note events, ``"120 BPM"``, records, bare
-    labels), as the real archive might: ``validate`` then reports what it had to interpret.
-    """
-    import random
-
-    from drum_synth import render_loop, wav_bytes
-
-    if layout not in SAMPLE_LAYOUTS:
-        raise PopRokError(f"unknown layout {layout!r}: choose one of {', '.join(SAMPLE_LAYOUTS)}")
-    if labels not in SAMPLE_LABELS:
-        raise PopRokError(f"unknown labels {labels!r}: choose one of {', '.join(SAMPLE_LABELS)}")
-    rng = random.Random(seed)
-    sample = []
-    for track in _sample_tracks(rng, loops):
-        bpm = rng.randint(*BPM_RANGE)
-        notes = {36} | {n for n in KEY_MAP if rng.random() < 0.45}
-        name = f"{bpm}bpm_pop_rok_drm_id_001_{track:04d}"
-        sample.append(SampleLoop(name, track, bpm, tuple(sorted(notes)), rng.randrange(2**31)))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    per_loop = layout == "per-loop"
-    wav_folder = "pop_rok_drm_id_001_wav/" if per_loop else ""
-    json_folder = "pop_rok_drm_id_001_json/" if per_loop else ""
-    with TarGzWriter(out / ARCHIVES["wav"], compresslevel) as tar:
-        for loop in sample:
-            audio, _ = render_loop(list(loop.notes), loop.bpm, bars=BARS_PER_LOOP, sample_rate=SAMPLE_RATE, seed=loop.seed)
-            tar.add(f"{wav_folder}{loop.name}.wav", wav_bytes(audio, SAMPLE_RATE))
-            if per_loop:
-                tar.add_macos_junk(f"{wav_folder}{loop.name}.wav")
-    with TarGzWriter(out / ARCHIVES["json"], compresslevel) as tar:
-        for path, document in _sample_label_documents(sample, per_loop, labels):
-            tar.add(f"{json_folder}{path}", json.dumps(document, indent=None if per_loop else 1).encode())
-            if per_loop and path.startswith("json/"):
-                tar.add_macos_junk(f"{json_folder}{path}")
-    return sample
-
-
-def _sample_label_documents(sample: list[SampleLoop], per_loop: bool, labels: str) -> Iterator[tuple[str, object]]:
-    """(path, JSON document) of the label archive: keyed documents, and with "varied" labels bare ones and records."""
-    if labels == "plain":
-        values = {loop.name: {"pitch": list(reversed(loop.notes)), "bpm": loop.bpm} for loop in sample}
-    else:
-        values = {loop.name: _VARIED_LABELS[i % len(_VARIED_LABELS)](loop) for i, loop in enumerate(sample)}
-    if per_loop:
-        key_map = [{"note": note, "label": label} for note, label in KEY_MAP.items()]
-        yield "pop_rok_drm_id_001_labels.json", {KEY_MAP_FIELD: key_map}
-    if labels == "varied":  # every third loop as a record of a list, every third one after it bare
-        records = [{"file": f"{name}.wav", **value} for i, (name, value) in enumerate(values.items()) if i % 3 == 2]
-        yield "json/records.json", records
-        bare = {name: value for i, (name, value) in enumerate(values.items()) if i % 3 == 1}
-        for name, value in bare.items():
-            yield f"json/{name}.json", value
-        values = {name: value for i, (name, value) in enumerate(values.items()) if i % 3 == 0}
-    if per_loop:
-        for name, value in values.items():
-            yield f"json/{name}.json", {name: value}
-    else:
-        yield "pop_rok_drm_id_001.json", values
-
-
 # -------------------------------------------------------------------------------------------- validate
 
 
@@ -1610,181 +1425,7 @@ def _check_against_record(report: ValidationReport, record_url: str) -> None:
                 )
 
 
-# ------------------------------------------------------------------------------------------ command line
+if __name__ == "__main__":  # the command line lives in pop_rok_cli.py: it merely uses the builder
+    from pop_rok_cli import main
 
-
-def _builder_kwargs(args) -> dict:
-    """The builder keywords the command line was given (unset ones keep the config's defaults)."""
-    names = ("data_dir", "base_url", "cache_dir", "on_error", "verify", "record_url", "connections")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None)}
-
-
-def split_stats(splits: datasets.DatasetDict) -> list[tuple[str, list[str]]]:
-    """Rows, hours of audio, BPM range and instrument shares, in all and per split, from the label columns only.
-
-    Returns ``[(what, [all, split...])]``; the first entry names the columns. Without a ``duration`` column
-    (the labels config) hours are counted as 8 bars at each loop's BPM.
-    """
-    columns = {
-        name: split.select_columns([c for c in ("bpm", "duration", "instruments") if c in split.column_names]).with_format("arrow")[:]
-        for name, split in splits.items()
-    }
-    table = {"all": pa.concat_tables(columns.values()), **columns}
-    names = next(iter(splits.values())).features["instruments"].feature.names
-
-    def hours(t: pa.Table) -> float:
-        if "duration" in t.column_names:
-            return (pc.sum(t["duration"]).as_py() or 0) / 3600
-        return sum(BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm for bpm in t["bpm"].to_pylist()) / 3600
-
-    def share(t: pa.Table, index: int) -> str:
-        playing = sum(index in row for row in t["instruments"].to_pylist())
-        return f"{playing / t.num_rows:.0%}" if t.num_rows else "-"
-
-    stats = [("", list(table)), ("rows", [str(t.num_rows) for t in table.values()])]
-    stats.append(("hours", [f"{hours(t):.3f}" for t in table.values()]))
-    stats.append(("bpm", [_range(t["bpm"]) for t in table.values()]))
-    stats += [(name, [share(t, index) for t in table.values()]) for index, name in enumerate(names)]
-    return stats
-
-
-def summarize(splits: datasets.DatasetDict) -> str:
-    """`build`'s report: rows, hours, BPM range and the share of rows playing each instrument, per split."""
-    stats = split_stats(splits)
-    (_, heads), (_, rows) = stats[0], stats[1]
-    lines = [f"rows: {rows[0]} ({', '.join(f'{head} {count}' for head, count in zip(heads[1:], rows[1:]))})"]
-    lines += [f"  {what:<18}" + "".join(f"{value:>12}" for value in values) for what, values in stats[:4]]
-    lines.append("  share of rows playing:")
-    lines += [f"  {what:<18}" + "".join(f"{value:>12}" for value in values) for what, values in stats[4:]]
-    return "\n".join(lines)
-
-
-def split_table(splits: datasets.DatasetDict) -> str:
-    """The card's Markdown table of ``split_stats``."""
-    stats = split_stats(splits)
-    lines = ["| | " + " | ".join(f"`{head}`" for head in stats[0][1]) + " |", "|---" * (len(stats[0][1]) + 1) + "|"]
-    lines += [f"| {what if i < 3 else f'{what} (share of rows)'} | " + " | ".join(values) + " |" for i, (what, values) in enumerate(stats[1:])]
-    return "\n".join(lines)
-
-
-def _range(values) -> str:
-    values = values.to_pylist()
-    return f"{min(values)}-{max(values)}" if values else "-"
-
-
-def _describe_export(out_dir, summary: dict) -> str:
-    lines = [f"wrote {out_dir}:"]
-    for config, splits in summary.items():
-        for split, files in splits.items():
-            total = sum(f["bytes"] for f in files)
-            lines.append(f"  {config}/{split}: {sum(f['rows'] for f in files)} rows in {len(files)} shard(s), {total / 1e6:.1f} MB")
-    lines.append("  README.md (dataset card with YAML), stats.png")
-    return "\n".join(lines)
-
-
-def show_rows(path: str, config: str, rows: int, streaming: bool = False) -> str:
-    """Rows of a Parquet copy as `load_dataset` returns them, with no project code involved in reading."""
-    dataset = datasets.load_dataset(path, config, split="train", streaming=streaming)
-    lines = [f"{path} [{config}]: {dataset.features}"]
-    instruments = dataset.features["instruments"].feature
-    for row in dataset.take(rows) if streaming else dataset.select(range(min(rows, dataset.num_rows))):
-        row["instruments"] = instruments.int2str(row["instruments"])
-        if "audio" in row:
-            samples = row["audio"].get_all_samples()
-            row["audio"] = f"{tuple(samples.data.shape)} samples at {samples.sample_rate} Hz"
-        lines.append(json.dumps({k: v for k, v in row.items() if k not in ("beats", "downbeats")}, default=str))
-    return "\n".join(lines)
-
-
-def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data-dir", help="folder holding the two archives, or their extracted contents")
-    source.add_argument("--base-url", help=f"URL prefix under which the two archives live (also ${BASE_URL_ENV})")
-    parser.add_argument("--record-url", help=f"Zenodo record API URL for --verify/--online (default {ZENODO_RECORD_API})")
-
-
-def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_source_arguments(parser)
-    parser.add_argument("--cache-dir", help="where datasets caches the prepared dataset")
-    parser.add_argument("--on-error", choices=ON_ERROR, help="raise (default): fail listing every problem; skip: leave bad loops out")
-    parser.add_argument("--verify", action="store_true", help="check downloaded archives' size and md5 against the record")
-    parser.add_argument("--connections", type=int, help="byte ranges to download at once (default 4)")
-
-
-def _add_copy_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", choices=[*CONFIG_NAMES, "all"], default="all")
-    parser.add_argument("--audio-format", choices=list(AUDIO_FORMAT_NOTES), default="wav")
-    parser.add_argument("--num-shards", type=int, help="Parquet shards per config (default: from the data size)")
-    _add_build_arguments(parser)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="pop_rok.py", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    sample = commands.add_parser("sample", help="write synthetic POP-ROK-shaped archives (tests, demos)")
-    sample.add_argument("out_dir")
-    sample.add_argument("--loops", type=int, default=8)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--layout", choices=SAMPLE_LAYOUTS, default="per-loop")
-    sample.add_argument("--labels", choices=SAMPLE_LABELS, default="plain", help="varied: labels in many shapes, as the real archive might hold")
-
-    build = commands.add_parser("build", help="download (or find) the archives and prepare the dataset")
-    build.add_argument("--config", choices=[c.name for c in PopRok.BUILDER_CONFIGS], default="default")
-    _add_build_arguments(build)
-
-    export_command = commands.add_parser("export", help="write the script-free Parquet copy with its dataset card")
-    export_command.add_argument("out_dir")
-    _add_copy_arguments(export_command)
-
-    push_command = commands.add_parser("push", help="publish the Parquet copy and card to the Hub")
-    push_command.add_argument("repo_id")
-    _add_copy_arguments(push_command)
-    push_command.add_argument("--private", action="store_true")
-    push_command.add_argument("--revision", help="branch to push to (created if missing)")
-    push_command.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
-    push_command.add_argument("--token", help="a write token (default: $HF_TOKEN or the stored login)")
-
-    show = commands.add_parser("show", help="load a Parquet copy (folder or Hub repo) with load_dataset and print rows")
-    show.add_argument("path", help="an export folder or a Hub repo id")
-    show.add_argument("--config", choices=CONFIG_NAMES, default="default")
-    show.add_argument("--rows", type=int, default=3)
-    show.add_argument("--streaming", action="store_true")
-
-    check = commands.add_parser("validate", help="walk both archives and report every problem (exit 0: none)")
-    _add_source_arguments(check)
-    check.add_argument("--online", action="store_true", help="also check the archives' size and md5 against the Zenodo record")
-    check.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "sample":
-            loops = make_sample(args.out_dir, args.loops, args.seed, args.layout, labels=args.labels)
-            print(f"wrote {len(loops)} loops ({args.layout} layout, {args.labels} labels) to {args.out_dir}: {', '.join(ARCHIVES.values())}")
-        elif args.command == "build":
-            print(summarize(load_pop_rok(config=args.config, **_builder_kwargs(args))))
-        elif args.command == "export":
-            summary = export(args.out_dir, args.config, args.audio_format, args.num_shards, **_builder_kwargs(args))
-            print(_describe_export(args.out_dir, summary))
-        elif args.command == "push":
-            commit = push(
-                args.repo_id, args.config, args.audio_format, private=args.private, revision=args.revision,
-                create_pr=args.create_pr, token=args.token, num_shards=args.num_shards, **_builder_kwargs(args),
-            )
-            print(f"published: {commit.pr_url or commit.commit_url}")
-            print(f"repo: {commit.repo_url}")
-            print(f'load it: datasets.load_dataset("{args.repo_id}", split="train")  # or "labels"; streaming=True')
-        elif args.command == "show":
-            print(show_rows(args.path, args.config, args.rows, args.streaming))
-        elif args.command == "validate":
-            report = validate(args.data_dir, args.base_url, args.online, args.record_url or ZENODO_RECORD_API)
-            print(json.dumps(report.to_json(), indent=1) if args.json else report)
-            return 0 if not report.problems else 1
-    except (PopRokError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py [--loops N] [--work-dir DIR] [--profile DIR]
 
-Generates POP-ROK-shaped archives with the project's own generator (``pop_rok.make_sample``, aggregated
+Generates POP-ROK-shaped archives with the project's own generator (``pop_rok_sample.make_sample``, aggregated
 layout: 8-bar stereo 44.1 kHz 16-bit loops, ~2.6 MB of WAV each) for N and 4N loops, then measures in one
 run, each heavy step in a fresh subprocess so its peak RSS is its own (``os.wait4`` returns the child's
 ``ru_maxrss``; the child also samples /proc/self/status to split the peak into anonymous and file-backed
@@ -76,11 +76,11 @@ def sample_folder(work_dir: Path, loops: int, seed: int) -> Path:
     folder = work_dir / f"archives-{loops}-seed{seed}"
     marker = folder / "sample.json"
     if not marker.is_file():
-        import pop_rok
+        import pop_rok_sample
 
         shutil.rmtree(folder, ignore_errors=True)
         started = time.perf_counter()
-        manifest = pop_rok.make_sample(folder, loops=loops, seed=seed, layout="aggregated")
+        manifest = pop_rok_sample.make_sample(folder, loops=loops, seed=seed, layout="aggregated")
         marker.write_text(json.dumps({"loops": len(manifest), "seed": seed, "layout": "aggregated"}))
         log(f"generated {loops} loops in {time.perf_counter() - started:.1f} s -> {folder}")
     return folder
@@ -334,21 +334,22 @@ def child_export(params: dict) -> dict:
     import soundfile as sf
 
     import pop_rok
+    import pop_rok_publish
     from parquet_copy import write_parquet_copy
 
     builder = pop_rok.PopRok(config_name="default", data_dir=params["data_dir"], cache_dir=params["cache_dir"])
     builder.download_and_prepare()  # prepared by the build step: finds the cache
-    dataset = builder.as_dataset(split="train")
-    audio_seconds = float(sum(dataset.with_format("arrow")["duration"].to_pylist()))
-    configs = {"default": datasets.DatasetDict({"train": dataset})}
-    card = {"card_body": "POP-ROK benchmark copy", "card_metadata": dict(pop_rok.CARD_METADATA)}
+    splits = datasets.DatasetDict({name: split for name, split in builder.as_dataset().items() if split.num_rows})
+    audio_seconds = float(sum(sum(split.with_format("arrow")["duration"].to_pylist()) for split in splits.values()))
+    configs = {"default": splits}
+    card = {"card_body": "POP-ROK benchmark copy", "card_metadata": dict(pop_rok_publish.CARD_METADATA)}
     out = {}
     for audio_format in ("wav", "flac"):
         folder = Path(params["out_dir"]) / audio_format
         shutil.rmtree(folder, ignore_errors=True)
         with RssSampler() as sampler, Section(params, f"{params['label']}-{audio_format}") as section:
             summary = write_parquet_copy(folder, configs, audio_format=audio_format, **card)
-        files = summary["default"]["train"]
+        files = [file for split_files in summary["default"].values() for file in split_files]
         out[audio_format] = {
             "seconds": section.seconds, "bytes": sum(f["bytes"] for f in files), "shards": len(files),
             "rss_peak": sampler.peak,
@@ -357,7 +358,7 @@ def child_export(params: dict) -> dict:
     # FLAC round trip: the same samples as the WAV copy, bit for bit, on a few rows.
     def cells(audio_format: str, wanted=None, count=None) -> dict:
         found = {}
-        for path in sorted((Path(params["out_dir"]) / audio_format / "data" / "default").glob("train-*.parquet")):
+        for path in sorted((Path(params["out_dir"]) / audio_format / "data" / "default").glob("*.parquet")):
             table = pq.read_table(path, columns=["name", "audio"])
             for name, cell in zip(table["name"].to_pylist(), table["audio"].to_pylist()):
                 if wanted is None or name in wanted:
@@ -373,7 +374,7 @@ def child_export(params: dict) -> dict:
         a, rate_a = sf.read(io.BytesIO(wav_cells[name]), dtype="int16")
         b, rate_b = sf.read(io.BytesIO(flac_bytes), dtype="int16")
         exact.append(bool(rate_a == rate_b and a.shape == b.shape and np.array_equal(a, b)))
-    return {"audio_seconds": audio_seconds, "rows": len(dataset), "flac_checked": len(exact),
+    return {"audio_seconds": audio_seconds, "rows": sum(len(split) for split in splits.values()), "flac_checked": len(exact),
             "flac_exact": all(exact) and bool(exact), **out}
 
 

@@ -19,6 +19,8 @@ from huggingface_hub import DatasetCard
 
 import datasets
 import pop_rok
+import pop_rok_publish
+import pop_rok_sample
 from conftest import REAL_EXAMPLES
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
@@ -42,7 +44,7 @@ CARD_METADATA = {
 def built(tmp_path_factory) -> dict[str, datasets.DatasetDict]:
     """Both configs as the builder makes them from six generated loops, in its splits."""
     folder = tmp_path_factory.mktemp("pop_rok")
-    pop_rok.make_sample(folder / "archives", loops=6, seed=5)
+    pop_rok_sample.make_sample(folder / "archives", loops=6, seed=5)
     source = dict(data_dir=str(folder / "archives"), cache_dir=str(folder / "cache"))
     return {config: pop_rok.load_pop_rok(split=None, config=config, **source) for config in CONFIGS}
 
@@ -58,7 +60,7 @@ def exported(request, built, tmp_path_factory):
     """(audio format, folder, summary) of a Parquet copy of both configs."""
     audio_format = request.param
     out = tmp_path_factory.mktemp(f"copy_{audio_format}")
-    body = pop_rok.card_body(built["default"], audio_format, "waivops/pop-rok")
+    body = pop_rok_publish.card_body(built["default"], audio_format, "waivops/pop-rok")
     summary = write_parquet_copy(
         out, built, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, **LIMITS
     )

@@ -29,6 +29,8 @@ import pytest
 
 import datasets
 import pop_rok
+import pop_rok_cli
+import pop_rok_sample
 from broken_archives import (
     JSON,
     JSON_FOLDER,
@@ -132,7 +134,7 @@ def assert_validate_reports(folder, *named, capsys=None) -> str:
         assert needle in problems, f"{needle!r} is not named in:\n{report}"
     if capsys is not None:
         capsys.readouterr()
-        assert pop_rok.main(["validate", "--data-dir", str(folder)]) == 1
+        assert pop_rok_cli.main(["validate", "--data-dir", str(folder)]) == 1
         printed = problem_lines(capsys.readouterr().out)
         for needle in named:
             assert needle in printed
@@ -680,7 +682,7 @@ def test_num_proc_skip_keeps_the_report_in_the_description(two_bad_shards, sampl
 BUILD_THAT_STOPS_AT_FIRST_ROWS = """
 import sys
 from datasets.arrow_writer import ArrowWriter
-import pop_rok
+import pop_rok_cli
 
 write_table = ArrowWriter._write_table
 
@@ -692,14 +694,14 @@ def write_then_stop(self, *args, **kwargs):
     sys.exit("the test went away before killing the build")
 
 ArrowWriter._write_table = write_then_stop
-sys.exit(pop_rok.main(sys.argv[1:]))
+sys.exit(pop_rok_cli.main(sys.argv[1:]))
 """
 
 
 def test_build_killed_half_way_restarts_clean(tmp_path):
     """SIGKILL `pop_rok.py build` once it has written rows of the split; the next run starts over and builds it all."""
     archives = tmp_path / "archives"
-    manifest = pop_rok.make_sample(archives, loops=40, seed=21, layout="aggregated", compresslevel=1)
+    manifest = pop_rok_sample.make_sample(archives, loops=40, seed=21, layout="aggregated", compresslevel=1)
     cache = tmp_path / "cache"
     command = ["build", "--data-dir", str(archives), "--cache-dir", str(cache)]
 

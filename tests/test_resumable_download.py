@@ -6,7 +6,6 @@ import logging
 import random
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest

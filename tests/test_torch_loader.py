@@ -14,6 +14,8 @@ import pytest
 import torch
 
 import pop_rok
+import pop_rok_publish
+import pop_rok_sample
 from drum_synth import render_loop
 from examples import torch_loader
 
@@ -24,9 +26,9 @@ WINDOWS_PER_LOOP = pop_rok.BARS_PER_LOOP // torch_loader.BARS
 def copy(tmp_path_factory):
     """A Parquet copy of 6 generated loops (4 train shards of one loop each, 1 validation, 1 test), and the loops."""
     archives = tmp_path_factory.mktemp("loader_archives")
-    manifest = pop_rok.make_sample(archives, loops=6, seed=3, layout="aggregated")
+    manifest = pop_rok_sample.make_sample(archives, loops=6, seed=3, layout="aggregated")
     out = tmp_path_factory.mktemp("loader_copy")
-    pop_rok.export(out, config="default", data_dir=str(archives), cache_dir=str(tmp_path_factory.mktemp("loader_cache")))
+    pop_rok_publish.export(out, config="default", data_dir=str(archives), cache_dir=str(tmp_path_factory.mktemp("loader_cache")))
     return str(out), {loop.name: loop for loop in manifest}
 
 
