@@ -482,7 +482,8 @@ class Survey:
         cased = sorted({str(key) for key, _ in self.label_keys if str(key) != str(key).lower()})
         if cased:
             notes.append(f"label keys read case-insensitively: {', '.join(cased)}")
-        notes += [f"note {note} ({GM_PERCUSSION[note]}) outside the key map in {loops} loop(s)" for note, loops in sorted(self.outside_key_map.items())]
+        for note, loops in sorted(self.outside_key_map.items()):
+            notes.append(f"note {note} ({GM_PERCUSSION[note]}) outside the key map in {loops} loop(s)")
         shared = sum(1 for loops in self.tracks.values() if loops > 1)
         if shared:
             notes.append(f"{shared} track number(s) shared by several loops")
@@ -515,7 +516,8 @@ class Survey:
         outside = report["notes_outside_key_map"]
         lines.append("  notes outside the key map: " + ("; ".join(f"{n} {v['name']} ({v['loops']} loops)" for n, v in outside.items()) or "none"))
         shared = report["tracks_shared_by_several_loops"]
-        lines.append(f"  tracks shared by several loops: {len(shared)}" + (f" ({_counts(dict(list(shared.items())[:10]))}{', ...' if len(shared) > 10 else ''})" if shared else ""))
+        first = ", ".join(f"{track}: {loops} loops" for track, loops in list(shared.items())[:10]) + (", ..." if len(shared) > 10 else "")
+        lines.append(f"  tracks shared by several loops: {len(shared)}" + (f" ({first})" if shared else ""))
         durations = report["durations_vs_8_bars"]
         if sum(durations[kind] for kind in ("exact", "longer", "shorter")):
             lines.append(

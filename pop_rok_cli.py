@@ -12,6 +12,7 @@ from pop_rok import ARCHIVES, BASE_URL_ENV, ON_ERROR, PopRok, PopRokError, ZENOD
 from pop_rok_publish import AUDIO_FORMAT_NOTES, CONFIG_NAMES, export, push, split_stats
 from pop_rok_sample import SAMPLE_LABELS, SAMPLE_LAYOUTS, make_sample
 
+
 def _builder_kwargs(args) -> dict:
     """The builder keywords the command line was given (unset ones keep the config's defaults)."""
     names = ("data_dir", "base_url", "cache_dir", "on_error", "verify", "record_url", "connections")

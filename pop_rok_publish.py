@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from pop_rok import _LICENSE, BARS_PER_LOOP, BEATS_PER_BAR, PopRokError, load_pop_rok
 
+
 CONFIG_NAMES = ("default", "labels")
 CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
 CARD_METADATA = {

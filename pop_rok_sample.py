@@ -14,6 +14,7 @@ from typing import Iterator
 from pop_rok import ARCHIVES, BARS_PER_LOOP, BPM_RANGE, KEY_MAP, KEY_MAP_FIELD, SAMPLE_RATE, SPLIT_FOLDS, PopRokError, track_fold
 from tar_writer import TarGzWriter
 
+
 SAMPLE_LAYOUTS = ("per-loop", "aggregated")
 SAMPLE_LABELS = ("plain", "varied")
 
