@@ -68,3 +68,30 @@ def test_real_loops_build_with_a_beat_grid_that_matches_their_onsets(real_archiv
         assert beats_with_onset.mean() >= 0.9, f"{row['name']}: only {beats_with_onset.mean():.0%} of beats have an onset"
         decoded = row["audio"].get_all_samples()
         assert decoded.sample_rate == 44100 and decoded.data.shape == (2, len(loops[row["name"]]))
+
+
+def test_real_previews_as_decoded_run_past_8_bars_and_keep_32_beats(tmp_path):
+    """Untrimmed, the MP3 previews run 50-80 ms past their 8 bars: still 8 bars, 32 beats, and the report says so."""
+    folder = tmp_path / "untrimmed"
+    folder.mkdir()
+    overhang = {}
+    with TarGzWriter(folder / pop_rok.ARCHIVES["wav"]) as tar:
+        for mp3 in sorted(REAL_EXAMPLES.glob("*.mp3")):
+            samples, rate = sf.read(mp3, dtype="int16")
+            bpm = pop_rok.parse_loop_name(mp3.stem).bpm
+            overhang[mp3.stem] = len(samples) - round(8 * 4 * 60 / bpm * rate)
+            buffer = io.BytesIO()
+            sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+            tar.add(f"wav/{mp3.stem}.wav", buffer.getvalue())
+    with TarGzWriter(folder / pop_rok.ARCHIVES["json"]) as tar:
+        labels = {name: {"pitch": [36, 38, 42], "bpm": pop_rok.parse_loop_name(name).bpm} for name in overhang}
+        tar.add("json/labels.json", json.dumps(labels).encode())
+    assert all(0.045 * 44100 < extra < 0.090 * 44100 for extra in overhang.values()), overhang
+    dataset = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
+    for row in dataset.select_columns(["name", "bpm", "num_bars", "beats", "downbeats"]):
+        assert row["num_bars"] == 8
+        assert row["beats"] == pytest.approx([k * 60 / row["bpm"] for k in range(32)], abs=1e-5)
+        assert row["downbeats"] == row["beats"][::4]
+    durations = pop_rok.validate(data_dir=str(folder)).to_json()["first_contact"]["durations_vs_8_bars"]
+    assert durations["longer"] == len(overhang) and durations["exact"] == durations["shorter"] == 0
+    assert durations["longest_overhang_ms"] == pytest.approx(max(overhang.values()) / 44.1, abs=0.01)
