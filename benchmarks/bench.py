@@ -12,6 +12,8 @@ pages):
              ``gzip -dc`` and zlib-only decompression are printed for reference
   inflate    the project's own read of the archive alone, checked_tar.CheckedTarGz with its default inflater;
              each inflater (zlib, isal, rapidgzip on 1 and 2 threads) is timed too
+  download   resumable_download.download of the N WAV archive from a loopback FileServer that caps each
+             connection at 20 MB/s (the way busy public servers do), over 1 and over 4 connections
   build      PopRok(config_name="default", data_dir=..., cache_dir=fresh).download_and_prepare(), with the
              default inflater, then once with each other ($POP_ROK_INFLATER)
   export     parquet_copy.write_parquet_copy of the prepared dataset, WAV bytes, then FLAC (round trip checked)
@@ -48,8 +50,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 WAV_ARCHIVE = "pop_rok_drm_id_001_wav.tar.gz"
 JSON_ARCHIVE = "pop_rok_drm_id_001_json.tar.gz"
 CORES = os.cpu_count() or 1
+DOWNLOAD_RATE = 20e6  # bytes/s per connection: what a busy public server such as Zenodo gives each connection
+DOWNLOAD_CONNECTIONS = (1, 4)
 
 TARGETS = {  # key: (description, check)
+    "download_speedup": (">= 3.0", lambda r: r["download_speedup"] >= 3.0),
     "build_ratio": ("<= 0.8", lambda r: r["build_ratio"] <= 0.8),
     "build_ratio_4x": ("<= 0.8", lambda r: r["build_ratio_4x"] <= 0.8),
     "export_ratio": ("<= 1.3", lambda r: r["export_ratio"] <= 1.3),
@@ -61,9 +66,10 @@ TARGETS = {  # key: (description, check)
     "flac_bytes_ratio": ("<= 0.6", lambda r: r["flac_bytes_ratio"] <= 0.6),
 }
 JSON_KEYS = (
-    "loops", "floor_s", "inflate_s", "build_s", "build_ratio", "build_ratio_4x", "export_s", "export_ratio",
-    "flac_export_s", "flac_x_realtime", "flac_bytes_ratio", "decode_x_realtime_wav", "decode_x_realtime_flac",
-    "stream_first_row_s", "stream_first_row_s_4x", "peak_rss_mb", "peak_rss_mb_4x", "num_proc_speedup",
+    "loops", "floor_s", "inflate_s", "download_s_1", "download_s_4", "download_speedup", "build_s", "build_ratio",
+    "build_ratio_4x", "export_s", "export_ratio", "flac_export_s", "flac_x_realtime", "flac_bytes_ratio",
+    "decode_x_realtime_wav", "decode_x_realtime_flac", "stream_first_row_s", "stream_first_row_s_4x", "peak_rss_mb",
+    "peak_rss_mb_4x", "num_proc_speedup",
 )
 INFLATER_CANDIDATES = (("zlib", None), ("isal", None), ("rapidgzip", 1), ("rapidgzip", 2))  # (inflater, threads)
 
@@ -203,6 +209,28 @@ def measure_inflate(archive: Path, repeat: int) -> dict:
         candidates[times[0][0]] = statistics.median(seconds for _, seconds in times)
     return {"inflate_s": statistics.median(seconds for _, seconds in runs), "inflater": runs[0][0],
             "candidates": candidates}
+
+
+def measure_downloads(archive: Path, folder: Path, child) -> dict:
+    """Each of DOWNLOAD_CONNECTIONS in a fresh child, from a server in this process capped per connection.
+
+    The server runs here, not in the child, so its threads do not compete with the downloader for one GIL.
+    """
+    from file_server import FileServer
+
+    from resumable_download import md5sum
+
+    warm_page_cache(archive)
+    size, md5 = archive.stat().st_size, md5sum(archive)
+    runs = {}
+    for connections in DOWNLOAD_CONNECTIONS:
+        with FileServer(archive.parent, rate_per_connection=DOWNLOAD_RATE) as server:
+            run = child("download", f"download-{connections}", url=f"{server.url}/{archive.name}", size=size, md5=md5,
+                        connections=connections, dest=str(folder / f"connections-{connections}" / archive.name))
+            run["bytes_sent"], run["requests"] = sum(server.bytes_sent.values()), len(server.requests)
+        runs[connections] = run
+    shutil.rmtree(folder, ignore_errors=True)
+    return runs
 
 
 # -------------------------------------------------------------------------------------- subprocesses
@@ -421,7 +449,24 @@ def child_decode(params: dict) -> dict:
     return out
 
 
-CHILD_TASKS = {"build": child_build, "export": child_export, "stream": child_stream, "decode": child_decode}
+def child_download(params: dict) -> dict:
+    """resumable_download.download of one file into a fresh destination, timed without the imports."""
+    import resumable_download
+
+    dest = Path(params["dest"])
+    shutil.rmtree(dest.parent, ignore_errors=True)
+    with Section(params, params["label"]) as section:
+        resumable_download.download(
+            params["url"], dest, expected_size=params["size"], expected_md5=params["md5"],
+            connections=params["connections"], progress=False,
+        )
+    return {"seconds": section.seconds, "cpu_seconds": section.cpu_seconds, "bytes": dest.stat().st_size}
+
+
+CHILD_TASKS = {
+    "build": child_build, "download": child_download, "export": child_export, "stream": child_stream,
+    "decode": child_decode,
+}
 
 
 def child_main(task: str, params: dict) -> None:
@@ -484,6 +529,8 @@ def main(argv=None) -> int:
             log(f"{task}: {label}")
             return run_child(task, {"label": label, **params}, work_dir, profile_dir)
 
+        downloads = measure_downloads(small / WAV_ARCHIVE, scratch / "downloads", child)
+
         builds = [
             child("build", f"build-N-{run}", data_dir=str(small), cache_dir=str(scratch / f"cache-N-{run}"))
             for run in range(1, args.repeat + 1)
@@ -521,6 +568,9 @@ def main(argv=None) -> int:
         "loops": n,
         "floor_s": floor["floor_s"],
         "inflate_s": inflate["inflate_s"],
+        "download_s_1": downloads[1]["seconds"],
+        "download_s_4": downloads[4]["seconds"],
+        "download_speedup": downloads[1]["seconds"] / downloads[4]["seconds"],
         "build_s": build["seconds"],
         "build_ratio": build["seconds"] / floor["floor_s"],
         "build_ratio_4x": build4["seconds"] / floor4["floor_s"],
@@ -553,6 +603,15 @@ def main(argv=None) -> int:
          f"{floor['wav_bytes'] / mb / floor['floor_s']:.0f} MB/s; writing as many bytes to a new file {fmt(write_s)} s"),
         ("inflate_s", None, f"CheckedTarGz read alone with {inflate['inflater']}, median of {args.repeat}; each inflater: "
          + ", ".join(f"{name} {fmt(seconds)} s" for name, seconds in inflate["candidates"].items())),
+        *(
+            (f"download_s_{connections}", None, f"resumable_download.download, {connections} connection"
+             f"{'s' * (connections > 1)} capped at {DOWNLOAD_RATE / mb:.0f} MB/s each, {run['bytes'] / mb:.0f} MB "
+             f"({run['bytes'] / mb / run['seconds']:.0f} MB/s; {run['bytes'] / DOWNLOAD_RATE / connections:.2f} s at "
+             f"the cap); server sent {run['bytes_sent'] / mb:.0f} MB in {run['requests']} request"
+             f"{'s' * (run['requests'] > 1)}")
+            for connections, run in downloads.items()
+        ),
+        ("download_speedup", "download_speedup", "download_s_1 / download_s_4"),
         ("build_s", None, f"download_and_prepare only, {inflate['inflater']}, median of "
          f"{', '.join(fmt(b['seconds']) for b in builds)} s; CPU user {fmt(build['section_user_s'])} s + sys "
          f"{fmt(build['section_sys_s'])} s; one build with "
