@@ -8,6 +8,7 @@ import sys
 
 import datasets
 
+import pop_rok
 from pop_rok import ARCHIVES, BASE_URL_ENV, ON_ERROR, PopRok, PopRokError, ZENODO_RECORD_API, load_pop_rok, validate
 from pop_rok_publish import AUDIO_FORMAT_NOTES, CONFIG_NAMES, export, push, split_stats
 from pop_rok_sample import SAMPLE_LABELS, SAMPLE_LAYOUTS, make_sample
@@ -77,7 +78,7 @@ def _add_copy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="pop_rok.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pop_rok.py", description=pop_rok.__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     sample = commands.add_parser("sample", help="write synthetic POP-ROK-shaped archives (tests, demos)")
