@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from typing import Iterable, Iterator, Optional
 
 import datasets
 import numpy as np
+import soundfile as sf
 from datasets.exceptions import DatasetGenerationError
 
 from datasets.utils.file_utils import xopen
@@ -551,8 +553,8 @@ class LabelSet:
 
     @property
     def other_notes(self) -> list[int]:
-        """General MIDI percussion notes the labels play that the key map does not name."""
-        return sorted({n for label in self.labels.values() for n in label.notes if n not in self.key_map and n in GM_PERCUSSION})
+        """General MIDI percussion notes the labels play that the key map does not name (read_labels counts them)."""
+        return sorted(self.survey.outside_key_map)
 
     def instrument(self, note: int) -> Optional[str]:
         """A note's class name: the key map's, else General MIDI's; None for a note outside both."""
@@ -957,10 +959,6 @@ def window_features(features: datasets.Features) -> datasets.Features:
 
 def _pcm16(cell, name: str) -> np.ndarray:
     """A loop's samples as int16 (frames, channels), from its stored bytes (WAV or FLAC), never re-quantised."""
-    import io
-
-    import soundfile as sf
-
     if cell is not None and not isinstance(cell, dict):  # a decoder from a decoding Audio column
         from datasets.features.audio import encode_torchcodec_audio
 
@@ -973,10 +971,6 @@ def _pcm16(cell, name: str) -> np.ndarray:
 
 
 def _wav16(samples: np.ndarray) -> bytes:
-    import io
-
-    import soundfile as sf
-
     buffer = io.BytesIO()
     sf.write(buffer, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
@@ -1173,7 +1167,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
 
     @contextlib.contextmanager
     def _other_split_writers(self, split: str):
-        """Arrow writers for the splits after ``split``, at the paths datasets reads them from (one shard each)."""
+        """Arrow writers for the splits other than ``split``, at the paths datasets reads them from (one shard each)."""
         from datasets.arrow_writer import ArrowWriter
 
         if self._file_format != "arrow":
