@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py [--loops N] [--work-dir DIR] [--profile DIR]
 
-Generates POP-ROK-shaped archives with the project's own generator (``pop_rok_sample.make_sample``, aggregated
+Generates POP-ROK-shaped archives with the project's own generator (``sample_archives.make_sample``, aggregated
 layout: 8-bar stereo 44.1 kHz 16-bit loops, ~2.6 MB of WAV each) for N and 4N loops, then measures in one
 run, each heavy step in a fresh subprocess so its peak RSS is its own (``os.wait4`` returns the child's
 ``ru_maxrss``; the child also samples /proc/self/status to split the peak into anonymous and file-backed
@@ -82,11 +82,11 @@ def sample_folder(work_dir: Path, loops: int, seed: int) -> Path:
     folder = work_dir / f"archives-{loops}-seed{seed}"
     marker = folder / "sample.json"
     if not marker.is_file():
-        import pop_rok_sample
+        from poprok.sample import archives as sample_archives
 
         shutil.rmtree(folder, ignore_errors=True)
         started = time.perf_counter()
-        manifest = pop_rok_sample.make_sample(folder, loops=loops, seed=seed, layout="aggregated")
+        manifest = sample_archives.make_sample(folder, loops=loops, seed=seed, layout="aggregated")
         marker.write_text(json.dumps({"loops": len(manifest), "seed": seed, "layout": "aggregated"}))
         log(f"generated {loops} loops in {time.perf_counter() - started:.1f} s -> {folder}")
     return folder
@@ -190,7 +190,7 @@ def measure_floor(archive: Path, repeat: int) -> dict:
 
 def read_checked(path: Path, inflater=None, threads=None) -> tuple[str, float]:
     """The project's own read of the archive: (the inflater it used, seconds)."""
-    from checked_tar import CheckedTarGz
+    from poprok.archives.checked_tar import CheckedTarGz
 
     archive = CheckedTarGz(lambda: open(path, "rb"), path.name, inflater=inflater, threads=threads)
     started = time.perf_counter()
@@ -218,7 +218,7 @@ def measure_downloads(archive: Path, folder: Path, child) -> dict:
     """
     from file_server import FileServer
 
-    from resumable_download import md5sum
+    from poprok.archives.download import md5sum
 
     warm_page_cache(archive)
     size, md5 = archive.stat().st_size, md5sum(archive)
@@ -332,7 +332,7 @@ class Section:
 
 def child_build(params: dict) -> dict:
     if params.get("inflater"):
-        from checked_tar import INFLATER_VARIABLE
+        from poprok.archives.checked_tar import INFLATER_VARIABLE
 
         os.environ[INFLATER_VARIABLE] = params["inflater"]
     import pop_rok
@@ -362,15 +362,15 @@ def child_export(params: dict) -> dict:
     import soundfile as sf
 
     import pop_rok
-    import pop_rok_publish
-    from parquet_copy import write_parquet_copy
+    from poprok.publish import pop_rok_copy
+    from poprok.publish.parquet_copy import write_parquet_copy
 
     builder = pop_rok.PopRok(config_name="default", data_dir=params["data_dir"], cache_dir=params["cache_dir"])
     builder.download_and_prepare()  # prepared by the build step: finds the cache
     splits = datasets.DatasetDict({name: split for name, split in builder.as_dataset().items() if split.num_rows})
     audio_seconds = float(sum(sum(split.with_format("arrow")["duration"].to_pylist()) for split in splits.values()))
     configs = {"default": splits}
-    card = {"card_body": "POP-ROK benchmark copy", "card_metadata": dict(pop_rok_publish.CARD_METADATA)}
+    card = {"card_body": "POP-ROK benchmark copy", "card_metadata": dict(pop_rok_copy.CARD_METADATA)}
     out = {}
     for audio_format in ("wav", "flac"):
         folder = Path(params["out_dir"]) / audio_format
@@ -451,7 +451,7 @@ def child_decode(params: dict) -> dict:
 
 def child_download(params: dict) -> dict:
     """resumable_download.download of one file into a fresh destination, timed without the imports."""
-    import resumable_download
+    from poprok.archives import download as resumable_download
 
     dest = Path(params["dest"])
     shutil.rmtree(dest.parent, ignore_errors=True)

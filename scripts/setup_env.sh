@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs everything the project needs on a fresh machine: FFmpeg's shared libraries (for
-# torchcodec), a virtualenv in .venv and the pinned packages. Safe to run again.
+# Installs everything the project needs on a fresh machine, as a user would: FFmpeg's shared libraries (for
+# torchcodec), a virtualenv in .venv, the pinned packages of requirements.txt, then the package itself
+# (`pip install .`, giving the `pop-rok` command). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! ldconfig -p 2>/dev/null | grep -q libavcodec; then
+APT_PACKAGES="ffmpeg"
+missing=""
+for package in $APT_PACKAGES; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "FFmpeg's libraries are missing: run 'sudo apt-get install ffmpeg' (needed for audio decoding)" >&2
+    echo "missing Debian packages:$missing: run 'sudo apt-get install$missing'" >&2
     exit 1
   fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
+.venv/bin/python -m pip install -q -c requirements.txt ".[audio,training]"

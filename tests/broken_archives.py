@@ -20,8 +20,9 @@ import numpy as np
 import soundfile as sf
 
 import pop_rok
-import pop_rok_sample
-from tar_writer import MTIME, TarGzWriter
+from poprok.archives.tar_writer import MTIME, TarGzWriter
+from poprok.labels.names import is_junk
+from poprok.sample import archives as sample_archives
 
 WAV = pop_rok.ARCHIVES["wav"]
 JSON = pop_rok.ARCHIVES["json"]
@@ -62,19 +63,19 @@ def write_pair(folder, wav_members, json_members, compresslevel: int = 1) -> Pat
 class Sample:
     """A good sample's loops and archive members, in memory, junk left out."""
 
-    manifest: list[pop_rok_sample.SampleLoop]
+    manifest: list[sample_archives.SampleLoop]
     wav: list[tuple[str, bytes]]  # (member name, WAV bytes), one per loop, in manifest order
     labels: list[tuple[str, bytes]]  # the key-map file, then one JSON per loop
-    by_name: dict[str, pop_rok_sample.SampleLoop] = field(init=False)
+    by_name: dict[str, sample_archives.SampleLoop] = field(init=False)
 
     def __post_init__(self):
         self.by_name = {loop.name: loop for loop in self.manifest}
 
     @classmethod
     def generate(cls, folder, loops: int = 4, seed: int = 11) -> "Sample":
-        manifest = pop_rok_sample.make_sample(folder, loops=loops, seed=seed, layout="per-loop", compresslevel=1)
-        wav = [m for m in read_members(Path(folder) / WAV) if not pop_rok.is_junk(m[0])]
-        labels = [m for m in read_members(Path(folder) / JSON) if not pop_rok.is_junk(m[0])]
+        manifest = sample_archives.make_sample(folder, loops=loops, seed=seed, layout="per-loop", compresslevel=1)
+        wav = [m for m in read_members(Path(folder) / WAV) if not is_junk(m[0])]
+        labels = [m for m in read_members(Path(folder) / JSON) if not is_junk(m[0])]
         assert [Path(name).stem for name, _ in wav] == [loop.name for loop in manifest]
         return cls(manifest, wav, labels)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import pop_rok
-import pop_rok_sample
+from poprok.sample import archives as sample_archives
 
 REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
 
@@ -17,14 +17,14 @@ REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
 def per_loop_sample(tmp_path_factory):
     """Folders, one JSON per loop, the key-map file and macOS junk."""
     folder = tmp_path_factory.mktemp("per_loop")
-    return folder, pop_rok_sample.make_sample(folder, loops=5, seed=1, layout="per-loop")
+    return folder, sample_archives.make_sample(folder, loops=5, seed=1, layout="per-loop")
 
 
 @pytest.fixture(scope="session")
 def aggregated_sample(tmp_path_factory):
     """Everything at the archive root, one JSON for all loops."""
     folder = tmp_path_factory.mktemp("aggregated")
-    return folder, pop_rok_sample.make_sample(folder, loops=4, seed=2, layout="aggregated")
+    return folder, sample_archives.make_sample(folder, loops=4, seed=2, layout="aggregated")
 
 
 @pytest.fixture(scope="session")

@@ -6,21 +6,23 @@ import io
 import os
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import soundfile as sf
-
-import datasets
-import pop_rok
-import pop_rok_sample
-from drum_synth import render_loop, wav_bytes
 from file_server import FileServer
+
+import pop_rok
+from poprok.archives.wav import wav_bytes
+from poprok.sample import archives as sample_archives
+from poprok.sample.drum_synth import render_loop
+from poprok.splits import FOLD_SPLITS, SPLIT_FOLDS, track_fold
 
 LAYOUTS = ["per_loop_sample", "aggregated_sample", "extracted_sample"]
 INSTRUMENT_NAMES = list(pop_rok.KEY_MAP.values())
 
 
-def expected_label_fields(loop: pop_rok_sample.SampleLoop) -> dict:
+def expected_label_fields(loop: sample_archives.SampleLoop) -> dict:
     return {
         "name": loop.name,
         "track": loop.track,
@@ -32,7 +34,7 @@ def expected_label_fields(loop: pop_rok_sample.SampleLoop) -> dict:
     }
 
 
-def assert_rows_match(rows: list[dict], manifest: list[pop_rok_sample.SampleLoop], with_audio: bool) -> None:
+def assert_rows_match(rows: list[dict], manifest: list[sample_archives.SampleLoop], with_audio: bool) -> None:
     """Every generated loop is a row, and every field is what the generator rendered."""
     assert sorted(row["name"] for row in rows) == sorted(loop.name for loop in manifest)
     by_name = {row["name"]: row for row in rows}
@@ -111,9 +113,9 @@ def test_audio_decodes_to_rendered_samples(aggregated_sample, tmp_path):
 
 def test_streaming_reads_only_the_start_of_the_archive(tmp_path):
     """The first example arrives after a small part of the WAV archive was sent, and all rows match."""
-    manifest = pop_rok_sample.make_sample(tmp_path / "archives", loops=24, seed=3, layout="aggregated", compresslevel=1)
+    manifest = sample_archives.make_sample(tmp_path / "archives", loops=24, seed=3, layout="aggregated", compresslevel=1)
     wav_size = os.path.getsize(tmp_path / "archives" / pop_rok.ARCHIVES["wav"])
-    split = pop_rok.FOLD_SPLITS[pop_rok.track_fold(manifest[0].track)]  # the archive's first loop is this split's first
+    split = FOLD_SPLITS[track_fold(manifest[0].track)]  # the archive's first loop is this split's first
     with FileServer(tmp_path / "archives", send_buffer=128 * 1024) as server:
         stream = pop_rok.load_pop_rok(split=split, streaming=True, base_url=server.url)
         stream = stream.cast_column("audio", datasets.Audio(sampling_rate=44100, decode=False))
@@ -122,7 +124,7 @@ def test_streaming_reads_only_the_start_of_the_archive(tmp_path):
         sent_at_first_row = server.bytes_sent[pop_rok.ARCHIVES["wav"]]
         rest = list(rows)
     assert sent_at_first_row < 0.25 * wav_size, (sent_at_first_row, wav_size)
-    in_split = [loop for loop in manifest if pop_rok.FOLD_SPLITS[pop_rok.track_fold(loop.track)] == split]
+    in_split = [loop for loop in manifest if FOLD_SPLITS[track_fold(loop.track)] == split]
     assert_rows_match([first, *rest], in_split, with_audio=True)
 
 
@@ -141,7 +143,7 @@ def test_load_pop_rok_without_split_returns_a_dataset_dict(aggregated_sample, tm
     assert isinstance(loaded, datasets.DatasetDict) and list(loaded) == ["train", "validation", "test"]
     assert sorted(name for split in loaded.values() for name in split["name"]) == sorted(loop.name for loop in manifest)
     for split, dataset in loaded.items():
-        assert all(pop_rok.SPLIT_FOLDS[split].count(fold) for fold in dataset["fold"])
+        assert all(SPLIT_FOLDS[split].count(fold) for fold in dataset["fold"])
 
 
 @pytest.mark.parametrize("keyword, value", [("on_error", "ignore"), ("connections", 0), ("connections", "4")])

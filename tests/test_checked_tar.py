@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-import checked_tar
-from checked_tar import ArchiveError, CheckedTarGz
+from poprok.archives import checked_tar
+from poprok.archives.checked_tar import ArchiveError, CheckedTarGz
 
 NAME = "sample_wav.tar.gz"
-ROOT = Path(checked_tar.__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, where the poprok package sits
 
 
 def tar_bytes(members, tar_format=tarfile.PAX_FORMAT) -> bytes:
@@ -347,7 +347,7 @@ def test_without_isal_and_rapidgzip_the_zlib_inflater_reads_and_checks(members, 
 import hashlib, json, sys
 sys.modules["isal"] = sys.modules["rapidgzip"] = None
 sys.path.insert(0, sys.argv[1])
-from checked_tar import ArchiveError, CheckedTarGz
+from poprok.archives.checked_tar import ArchiveError, CheckedTarGz
 good, truncated = sys.argv[2:4]
 result = {}
 for requested in ("auto", "isal", "rapidgzip", "zlib"):

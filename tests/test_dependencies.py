@@ -33,8 +33,8 @@ def test_cli_build_reports_missing_torchcodec(aggregated_sample, tmp_path):
     folder, _ = aggregated_sample
     result = run_python(
         "import sys; sys.modules['torchcodec'] = None\n"
-        "import pop_rok_cli\n"
-        f"sys.exit(pop_rok_cli.main(['build', '--data-dir', {str(folder)!r}, '--cache-dir', {str(tmp_path)!r}]))\n"
+        "from poprok import cli\n"
+        f"sys.exit(cli.main(['build', '--data-dir', {str(folder)!r}, '--cache-dir', {str(tmp_path)!r}]))\n"
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: POP-ROK's 'default' config") and "Traceback" not in result.stderr

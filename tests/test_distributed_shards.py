@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import io
 
+import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-
-import datasets
 from datasets.distributed import split_dataset_by_node
-from parquet_copy import write_parquet_copy
+
+from poprok.publish.parquet_copy import write_parquet_copy
 
 # 70 training rows: more than 16, and no multiple of any world size, so only the shard count makes it even.
 SPLIT_ROWS = {"train": 70, "validation": 9, "test": 9}

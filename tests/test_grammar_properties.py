@@ -14,6 +14,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import pop_rok
+from poprok.labels.label_set import LabelSet, read_labels
+from poprok.labels.names import LoopName, is_junk, parse_loop_name
+from poprok.labels.shapes import Label, parse_label
+from poprok.record import KEY_MAP_FIELD
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -26,8 +30,8 @@ CANONICAL = "{bpm}bpm_pop_rok_drm_id_001_{track:04d}"
 @given(bpm=st.integers(10, 999), track=st.integers(0, 9999))
 def test_valid_names_round_trip(bpm, track):
     name = CANONICAL.format(bpm=bpm, track=track)
-    loop = pop_rok.parse_loop_name(name)
-    assert loop == pop_rok.LoopName(name=name, bpm=bpm, genre="pop", subgenre="rock", track=track)
+    loop = parse_loop_name(name)
+    assert loop == LoopName(name=name, bpm=bpm, genre="pop", subgenre="rock", track=track)
 
 
 def _mutations(name: str):
@@ -58,7 +62,7 @@ NOT_TEXT = st.one_of(st.none(), st.integers(), st.binary(), st.lists(st.text(), 
 @example("100bpm_pop_rok_drm_id_001_0039\n")
 def test_any_text_parses_consistently_or_is_named_in_the_error(text):
     try:
-        loop = pop_rok.parse_loop_name(text)
+        loop = parse_loop_name(text)
     except pop_rok.PopRokError as err:
         assert repr(text) in str(err)
         return
@@ -73,7 +77,7 @@ def test_any_text_parses_consistently_or_is_named_in_the_error(text):
 @given(NOT_TEXT)
 def test_non_text_is_a_poprokerror(value):
     with pytest.raises(pop_rok.PopRokError) as raised:
-        pop_rok.parse_loop_name(value)
+        parse_loop_name(value)
     assert repr(value) in str(raised.value)
 
 
@@ -84,7 +88,7 @@ def test_non_text_is_a_poprokerror(value):
 @settings(max_examples=50, deadline=None)
 def test_only_the_canonical_spelling_is_accepted(text):
     try:
-        loop = pop_rok.parse_loop_name(text)
+        loop = parse_loop_name(text)
     except pop_rok.PopRokError:
         return
     assert loop.bpm > 0
@@ -132,7 +136,7 @@ LABEL_LIKE = st.one_of(
 )
 
 
-def _check_label(label: pop_rok.Label, value) -> None:
+def _check_label(label: Label, value) -> None:
     """Whatever is accepted keeps what the label said: its notes in order, and every key feeding no column."""
     pitch_key = next(k for k in value if k.lower() == "pitch")
     assert len(label.pitch) == len(value[pitch_key])
@@ -154,7 +158,7 @@ def _check_label(label: pop_rok.Label, value) -> None:
 @example(name="x", value={"pitch": [36], "bpm": None})
 def test_parse_label_returns_a_label_or_names_the_loop(name, value):
     try:
-        label = pop_rok.parse_label(name, value, "x.json")
+        label = parse_label(name, value, "x.json")
     except pop_rok.PopRokError as err:
         assert repr(name) in str(err) and "x.json" in str(err)
         return
@@ -171,7 +175,7 @@ DOCUMENTS = st.one_of(
     JSON_VALUES,
     st.builds(_label_document, st.lists(LOOP_NAMES, max_size=4), st.lists(LABEL_LIKE, max_size=4)),
     LABEL_LIKE,
-    st.fixed_dictionaries({pop_rok.KEY_MAP_FIELD: st.one_of(JSON_VALUES, st.lists(st.fixed_dictionaries({"note": JSON_SCALARS, "label": JSON_SCALARS}), max_size=4))}),
+    st.fixed_dictionaries({KEY_MAP_FIELD: st.one_of(JSON_VALUES, st.lists(st.fixed_dictionaries({"note": JSON_SCALARS, "label": JSON_SCALARS}), max_size=4))}),
 )
 RAW_DOCUMENTS = st.one_of(
     DOCUMENTS.map(lambda d: json.dumps(d).encode()),
@@ -187,21 +191,21 @@ PATHS = st.sampled_from(["labels/a.json", "b.JSON", "json/100bpm_pop_rok_drm_id_
 @given(st.lists(st.tuples(PATHS, RAW_DOCUMENTS), min_size=1, max_size=4))
 def test_read_labels_returns_a_labelset_or_a_poprokerror(members):
     try:
-        found = pop_rok.read_labels(members)
+        found = read_labels(members)
     except pop_rok.PopRokError as err:
         # The only whole-archive failure: no JSON file at all.
-        assert not any(path.lower().endswith(".json") and not pop_rok.is_junk(path) for path, _ in members)
+        assert not any(path.lower().endswith(".json") and not is_junk(path) for path, _ in members)
         assert "JSON" in str(err)
         return
-    assert isinstance(found, pop_rok.LabelSet)
-    json_paths = {path for path, _ in members if path.lower().endswith(".json") and not pop_rok.is_junk(path)}
+    assert isinstance(found, LabelSet)
+    json_paths = {path for path, _ in members if path.lower().endswith(".json") and not is_junk(path)}
     assert found.json_files == sum(1 for path, _ in members if path in json_paths)
     assert all(file in json_paths for file, _ in found.problems.entries)
-    assert all(isinstance(label, pop_rok.Label) and label.source in json_paths for label in found.labels.values())
+    assert all(isinstance(label, Label) and label.source in json_paths for label in found.labels.values())
     assert not set(found.labels) & found.rejected
     assert all(isinstance(note, int) and isinstance(name, str) for note, name in found.key_map.items())
 
 
 def test_read_labels_deeply_nested_json_is_a_problem():
-    found = pop_rok.read_labels([("deep.json", b"[" * 100_000 + b"]" * 100_000)])
+    found = read_labels([("deep.json", b"[" * 100_000 + b"]" * 100_000)])
     assert [file for file, _ in found.problems.entries] == ["deep.json"]

@@ -12,13 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 
-import datasets
 import pop_rok
-from drum_synth import wav_bytes
-from tar_writer import TarGzWriter
+from poprok.archives.tar_writer import TarGzWriter
+from poprok.archives.wav import wav_bytes
+from poprok.labels.names import parse_loop_name
+from poprok.validation import validate
 
 ROOT = Path(pop_rok.__file__).resolve().parent
 A = "120bpm_pop_rok_drm_id_001_0001"
@@ -29,7 +31,7 @@ KEY_MAP_JSON = json.dumps({"key_map_drum_note_labels": [{"note": n, "label": l} 
 
 def loop_wav(name: str, extra_frames: int = 0, bars: int = 1) -> bytes:
     """``bars`` bars of quiet noise at the name's tempo, ``extra_frames`` longer (or shorter)."""
-    bpm = pop_rok.parse_loop_name(name).bpm
+    bpm = parse_loop_name(name).bpm
     frames = round(bars * 4 * 60 / bpm * 44100) + extra_frames
     rng = np.random.default_rng(len(name) + extra_frames)
     return wav_bytes(rng.integers(-200, 200, size=(frames, 2), dtype=np.int16), 44100)
@@ -178,7 +180,7 @@ def test_general_midi_notes_outside_the_key_map_keep_their_loop(tmp_path):
     assert rows[A]["pitch"] == [36, 41, 57, 41] and rows[A]["notes"] == [36, 41, 57]
     assert names_of(dataset, rows[A]) == ["Kick", "Low Floor Tom", "Crash Cymbal 2"]
     assert names_of(dataset, rows[B]) == ["Kick", "Electric Snare"]
-    report = pop_rok.validate(data_dir=str(folder)).to_json()["first_contact"]
+    report = validate(data_dir=str(folder)).to_json()["first_contact"]
     assert report["notes_outside_key_map"] == {
         "40": {"name": "Electric Snare", "loops": 1},
         "41": {"name": "Low Floor Tom", "loops": 1},
@@ -232,7 +234,7 @@ def test_label_problem_fails_a_strict_build_naming_file_and_loop(case, tmp_path)
         pop_rok.load_pop_rok(data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
     for text in named:
         assert text in str(raised.value), (text, str(raised.value))
-    assert all(text in pop_rok.validate(data_dir=str(folder)).problems.report() for text in named)
+    assert all(text in validate(data_dir=str(folder)).problems.report() for text in named)
 
 
 @pytest.mark.parametrize(
@@ -249,7 +251,7 @@ def test_beats_come_from_the_bars_not_the_file_end(extra_frames, kind, tmp_path)
     assert row["num_bars"] == 8
     assert row["beats"] == pytest.approx([k * 0.5 for k in range(32)], abs=1e-6)
     assert row["downbeats"] == pytest.approx([k * 2.0 for k in range(8)], abs=1e-6)
-    durations = pop_rok.validate(data_dir=str(folder)).to_json()["first_contact"]["durations_vs_8_bars"]
+    durations = validate(data_dir=str(folder)).to_json()["first_contact"]["durations_vs_8_bars"]
     assert durations[kind] == 1 + (kind == "exact")
     if kind != "exact":
         key = "longest_overhang_ms" if kind == "longer" else "largest_shortfall_ms"
@@ -294,7 +296,7 @@ def test_shared_track_numbers_are_reported(tmp_path):
     wavs = {A: loop_wav(A), other: loop_wav(other), B: loop_wav(B)}
     labels = [("all.json", json.dumps({A: {"pitch": [36], "bpm": 120}, other: {"pitch": [36]}, B: {"pitch": [36]}}))]
     folder = write_archives(tmp_path / "data", labels, wavs)
-    report = pop_rok.validate(data_dir=str(folder))
+    report = validate(data_dir=str(folder))
     assert not report.problems
     assert report.to_json()["first_contact"]["tracks_shared_by_several_loops"] == {"0001": 2}
     assert "tracks shared by several loops: 1" in str(report)

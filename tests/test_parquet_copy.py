@@ -11,23 +11,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from huggingface_hub import DatasetCard
-
-import datasets
-import pop_rok
-import pop_rok_publish
-import pop_rok_sample
 from conftest import REAL_EXAMPLES
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from drum_synth import wav_bytes
-from parquet_copy import encode_flac, size_category, write_parquet_copy
-from stats_figure import plot_label_stats
+from huggingface_hub import DatasetCard
 from test_distributed_shards import SPLIT_ROWS, generic_splits
+
+import pop_rok
+from poprok.archives.wav import wav_bytes
+from poprok.publish import pop_rok_copy
+from poprok.publish.parquet_copy import encode_flac, size_category, write_parquet_copy
+from poprok.publish.stats_figure import plot_label_stats
+from poprok.sample import archives as sample_archives
 from tests.hub_server import HubServer, client_env
 
 CONFIGS = ("default", "labels")
@@ -44,7 +44,7 @@ CARD_METADATA = {
 def built(tmp_path_factory) -> dict[str, datasets.DatasetDict]:
     """Both configs as the builder makes them from six generated loops, in its splits."""
     folder = tmp_path_factory.mktemp("pop_rok")
-    pop_rok_sample.make_sample(folder / "archives", loops=6, seed=5)
+    sample_archives.make_sample(folder / "archives", loops=6, seed=5)
     source = dict(data_dir=str(folder / "archives"), cache_dir=str(folder / "cache"))
     return {config: pop_rok.load_pop_rok(split=None, config=config, **source) for config in CONFIGS}
 
@@ -60,7 +60,7 @@ def exported(request, built, tmp_path_factory):
     """(audio format, folder, summary) of a Parquet copy of both configs."""
     audio_format = request.param
     out = tmp_path_factory.mktemp(f"copy_{audio_format}")
-    body = pop_rok_publish.card_body(built["default"], audio_format, "waivops/pop-rok")
+    body = pop_rok_copy.card_body(built["default"], audio_format, "waivops/pop-rok")
     summary = write_parquet_copy(
         out, built, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, **LIMITS
     )
@@ -205,7 +205,7 @@ def test_card_declares_configs_features_and_sizes(exported, built):
         assert sum(split.num_bytes for split in info.splits.values()) == info.dataset_size > 0
         assert info.download_size == sum(file["bytes"] for files in summary[config].values() for file in files)
 
-    assert pop_rok._CITATION.strip() in card.text
+    assert pop_rok.CITATION.strip() in card.text
     assert "10.5281/zenodo.14038284" in card.text
     assert "{{" not in card.text
 
@@ -414,7 +414,7 @@ def test_export_shows_one_bar_per_stage_and_none_per_shard(audio_format, tmp_pat
 
 PUBLISH = """
 import json, sys
-from hub_publish import publish_folder
+from poprok.publish.hub import publish_folder
 print(publish_folder(sys.argv[1], sys.argv[2], ["default"], **json.loads(sys.argv[3])).oid)
 """
 PUBLISH_TOKEN, PUBLISH_REPO = "hf_PublishLoopbackToken0123456789", "user/generic"

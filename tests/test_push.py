@@ -18,8 +18,8 @@ import pytest
 from huggingface_hub import DatasetCard
 
 import pop_rok
-import pop_rok_sample
-from drum_synth import render_loop
+from poprok.sample import archives as sample_archives
+from poprok.sample.drum_synth import render_loop
 from tests.hub_server import HubServer, client_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     folder = tmp_path_factory.mktemp("push_sample")
-    return folder, pop_rok_sample.make_sample(folder, loops=4, seed=11, layout="per-loop")
+    return folder, sample_archives.make_sample(folder, loops=4, seed=11, layout="per-loop")
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,12 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import REAL_EXAMPLES
 
 import pop_rok
-from tar_writer import TarGzWriter
-from conftest import REAL_EXAMPLES
+from poprok.archives.tar_writer import TarGzWriter
+from poprok.labels.names import parse_loop_name
+from poprok.validation import validate
 
 pytestmark = pytest.mark.skipif(not REAL_EXAMPLES.is_dir(), reason="../shared/real-examples is absent")
 
@@ -38,12 +40,12 @@ def real_archives(tmp_path_factory):
     loops = {}
     with TarGzWriter(folder / pop_rok.ARCHIVES["wav"]) as tar:
         for mp3 in sorted(REAL_EXAMPLES.glob("*.mp3")):
-            loop = pop_rok.parse_loop_name(mp3.stem)
+            loop = parse_loop_name(mp3.stem)
             samples, wav = mp3_to_loop_wav(mp3, loop.bpm)
             tar.add(f"wav/{mp3.stem}.wav", wav)
             loops[mp3.stem] = samples
     with TarGzWriter(folder / pop_rok.ARCHIVES["json"]) as tar:
-        labels = {name: {"pitch": [36, 38, 42], "bpm": pop_rok.parse_loop_name(name).bpm} for name in loops}
+        labels = {name: {"pitch": [36, 38, 42], "bpm": parse_loop_name(name).bpm} for name in loops}
         tar.add("json/labels.json", json.dumps(labels).encode())
     return folder, loops
 
@@ -78,13 +80,13 @@ def test_real_previews_as_decoded_run_past_8_bars_and_keep_32_beats(tmp_path):
     with TarGzWriter(folder / pop_rok.ARCHIVES["wav"]) as tar:
         for mp3 in sorted(REAL_EXAMPLES.glob("*.mp3")):
             samples, rate = sf.read(mp3, dtype="int16")
-            bpm = pop_rok.parse_loop_name(mp3.stem).bpm
+            bpm = parse_loop_name(mp3.stem).bpm
             overhang[mp3.stem] = len(samples) - round(8 * 4 * 60 / bpm * rate)
             buffer = io.BytesIO()
             sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
             tar.add(f"wav/{mp3.stem}.wav", buffer.getvalue())
     with TarGzWriter(folder / pop_rok.ARCHIVES["json"]) as tar:
-        labels = {name: {"pitch": [36, 38, 42], "bpm": pop_rok.parse_loop_name(name).bpm} for name in overhang}
+        labels = {name: {"pitch": [36, 38, 42], "bpm": parse_loop_name(name).bpm} for name in overhang}
         tar.add("json/labels.json", json.dumps(labels).encode())
     assert all(0.045 * 44100 < extra < 0.090 * 44100 for extra in overhang.values()), overhang
     dataset = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
@@ -92,6 +94,6 @@ def test_real_previews_as_decoded_run_past_8_bars_and_keep_32_beats(tmp_path):
         assert row["num_bars"] == 8
         assert row["beats"] == pytest.approx([k * 60 / row["bpm"] for k in range(32)], abs=1e-5)
         assert row["downbeats"] == row["beats"][::4]
-    durations = pop_rok.validate(data_dir=str(folder)).to_json()["first_contact"]["durations_vs_8_bars"]
+    durations = validate(data_dir=str(folder)).to_json()["first_contact"]["durations_vs_8_bars"]
     assert durations["longer"] == len(overhang) and durations["exact"] == durations["shorter"] == 0
     assert durations["longest_overhang_ms"] == pytest.approx(max(overhang.values()) / 44.1, abs=0.01)

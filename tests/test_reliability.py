@@ -25,12 +25,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-import pytest
-
 import datasets
-import pop_rok
-import pop_rok_cli
-import pop_rok_sample
+import pytest
 from broken_archives import (
     JSON,
     JSON_FOLDER,
@@ -47,6 +43,14 @@ from broken_archives import (
     write_archive,
 )
 from file_server import FileServer
+
+import pop_rok
+from poprok import cli
+from poprok.labels.names import parse_loop_name
+from poprok.record import KEY_MAP_FIELD
+from poprok.sample import archives as sample_archives
+from poprok.splits import FOLD_SPLITS
+from poprok.validation import validate
 
 ROOT = Path(pop_rok.__file__).resolve().parent
 INSTRUMENT_NAMES = list(pop_rok.KEY_MAP.values())
@@ -127,14 +131,14 @@ def problem_lines(output: str) -> str:
 
 def assert_validate_reports(folder, *named, capsys=None) -> str:
     """validate() lists a problem naming each of ``named``; the CLI (in-process) prints the same, exits 1."""
-    report = pop_rok.validate(data_dir=str(folder))
+    report = validate(data_dir=str(folder))
     problems = report.problems.report()
     assert problems, str(report)
     for needle in named:
         assert needle in problems, f"{needle!r} is not named in:\n{report}"
     if capsys is not None:
         capsys.readouterr()
-        assert pop_rok_cli.main(["validate", "--data-dir", str(folder)]) == 1
+        assert cli.main(["validate", "--data-dir", str(folder)]) == 1
         printed = problem_lines(capsys.readouterr().out)
         for needle in named:
             assert needle in printed
@@ -405,7 +409,7 @@ def test_two_label_files_that_agree_pass(sample, tmp_path):
     dataset = build(folder, tmp_path / "cache")
     assert "Left out" not in dataset.info.description
     assert_rows(rows_of(dataset), sample, sample.names)
-    report = pop_rok.validate(data_dir=str(folder))
+    report = validate(data_dir=str(folder))
     assert not report.problems, str(report)
 
 
@@ -414,7 +418,7 @@ def test_zero_bpm_in_a_file_name_is_a_problem_not_a_crash(sample, tmp_path):
     wav = [*sample.wav, (f"{WAV_FOLDER}{bad}.wav", sample.wav_bytes(sample.names[0]))]
     labels = [*sample.labels, (f"{JSON_FOLDER}{bad}.json", json.dumps({bad: {"pitch": [36]}}).encode())]
     folder = sample.write(tmp_path / "data", wav=wav, labels=labels)
-    assert f"{WAV_FOLDER}{bad}.wav" in pop_rok.validate(data_dir=str(folder)).problems.report()
+    assert f"{WAV_FOLDER}{bad}.wav" in validate(data_dir=str(folder)).problems.report()
     assert_build_fails(folder, tmp_path / "cache", f"{bad}.wav")
 
 
@@ -424,11 +428,11 @@ def test_key_map_naming_two_notes_the_same(sample, tmp_path):
     key_map = [{"note": n, "label": label} for n, label in pop_rok.KEY_MAP.items()] + [{"note": 35, "label": "Kick"}]
     label = dict(sample.label_of(name), pitch=[35, *sample.label_of(name)["pitch"]])
     labels = [
-        (m, json.dumps({pop_rok.KEY_MAP_FIELD: key_map}).encode()) if m == KEY_MAP_MEMBER else (m, d)
+        (m, json.dumps({KEY_MAP_FIELD: key_map}).encode()) if m == KEY_MAP_MEMBER else (m, d)
         for m, d in sample.replace_label(name, {name: label})
     ]
     folder = sample.write(tmp_path / "data", labels=labels)
-    report = pop_rok.validate(data_dir=str(folder))
+    report = validate(data_dir=str(folder))
     dataset = build(folder, tmp_path / "cache")
     assert not report.problems, str(report)
     names = dataset.features["instruments"].feature.names
@@ -533,16 +537,16 @@ def test_damaged_archive_from_base_url(archive, how, sample, tmp_path):
         with pytest.raises(pop_rok.PopRokError) as raised:
             stream_rows(base_url=server.url)
         assert archive in str(raised.value)
-        report = pop_rok.validate(base_url=server.url)
+        report = validate(base_url=server.url)
         assert archive in report.problems.report(), str(report)
 
 
 def test_truncated_wav_archive_streaming_yields_rows_then_fails_naming_it(sample, tmp_path):
     """Streaming reads as it goes: the complete loops come first, then the error, never a silent end."""
     folder = damaged(sample, tmp_path / "served", WAV, "truncated")
-    first = pop_rok.parse_loop_name(Path(sample.wav[0][0]).stem)  # the archive's first loop: its split streams it first
+    first = parse_loop_name(Path(sample.wav[0][0]).stem)  # the archive's first loop: its split streams it first
     with FileServer(folder) as server:
-        stream = pop_rok.load_pop_rok(split=pop_rok.FOLD_SPLITS[first.fold], streaming=True, base_url=server.url)
+        stream = pop_rok.load_pop_rok(split=FOLD_SPLITS[first.fold], streaming=True, base_url=server.url)
         stream = stream.cast_column("audio", datasets.Audio(sampling_rate=44100, decode=False))
         rows = []
         with pytest.raises(pop_rok.PopRokError, match=re.escape(WAV)):
@@ -569,7 +573,7 @@ def test_corruption_only_the_gzip_crc_can_see_is_reported(sample, tmp_path):
     write_archive(folder / WAV, sample.wav, compresslevel=0)
     write_archive(folder / JSON, sample.labels)
     flip_byte(folder / WAV, os.path.getsize(folder / WAV) // 2)  # inside the second WAV's samples
-    assert WAV in pop_rok.validate(data_dir=str(folder)).problems.report()
+    assert WAV in validate(data_dir=str(folder)).problems.report()
     assert_build_fails(folder, tmp_path / "cache", WAV)
 
 
@@ -597,7 +601,7 @@ def test_damaged_member_header_is_reported_as_archive_corruption(sample, tmp_pat
 def test_validate_reports_both_damaged_archives(sample, tmp_path):
     folder = damaged(sample, tmp_path / "data", WAV, "truncated")
     (folder / JSON).write_bytes(b"")
-    problems = pop_rok.validate(data_dir=str(folder)).problems.report()
+    problems = validate(data_dir=str(folder)).problems.report()
     assert WAV in problems and JSON in problems, problems
 
 
@@ -633,7 +637,7 @@ def test_macos_junk_and_empty_folders_pass_quietly(sample, tmp_path, capsys):
         assert_rows(stream_rows(data_dir=str(data_dir)), sample, sample.names)
         assert "Left out" not in dataset.info.description
         assert "POP-ROK:" not in capsys.readouterr().err
-        report = pop_rok.validate(data_dir=str(data_dir))
+        report = validate(data_dir=str(data_dir))
         assert not report.problems, str(report)
         assert (report.loops, report.labels) == (4, 4)
     result = run_cli("validate", "--data-dir", str(folder))
@@ -682,7 +686,7 @@ def test_num_proc_skip_keeps_the_report_in_the_description(two_bad_shards, sampl
 BUILD_THAT_STOPS_AT_FIRST_ROWS = """
 import sys
 from datasets.arrow_writer import ArrowWriter
-import pop_rok_cli
+from poprok import cli
 
 write_table = ArrowWriter._write_table
 
@@ -694,14 +698,14 @@ def write_then_stop(self, *args, **kwargs):
     sys.exit("the test went away before killing the build")
 
 ArrowWriter._write_table = write_then_stop
-sys.exit(pop_rok_cli.main(sys.argv[1:]))
+sys.exit(cli.main(sys.argv[1:]))
 """
 
 
 def test_build_killed_half_way_restarts_clean(tmp_path):
     """SIGKILL `pop_rok.py build` once it has written rows of the split; the next run starts over and builds it all."""
     archives = tmp_path / "archives"
-    manifest = pop_rok_sample.make_sample(archives, loops=40, seed=21, layout="aggregated", compresslevel=1)
+    manifest = sample_archives.make_sample(archives, loops=40, seed=21, layout="aggregated", compresslevel=1)
     cache = tmp_path / "cache"
     command = ["build", "--data-dir", str(archives), "--cache-dir", str(cache)]
 
@@ -804,8 +808,8 @@ def test_validate_online_over_base_url(good_archives, record_server):
     with FileServer(good_archives) as server:
         good = record_server("good.json", record_json(good_archives, server.url))
         bad = record_server("bad.json", record_json(good_archives, server.url, {JSON: {"checksum": "md5:" + "f" * 32}}))
-        assert not pop_rok.validate(base_url=server.url, online=True, record_url=good).problems
-        report = pop_rok.validate(base_url=server.url, online=True, record_url=bad)
+        assert not validate(base_url=server.url, online=True, record_url=good).problems
+        report = validate(base_url=server.url, online=True, record_url=bad)
     assert JSON in report.problems.report() and "f" * 32 in report.problems.report()
 
 
@@ -813,7 +817,7 @@ def test_validate_online_record_missing_an_archive(good_archives, record_server)
     document = json.loads(record_json(good_archives, "http://127.0.0.1:9/files"))
     document["files"] = [f for f in document["files"] if f["key"] != WAV]
     url = record_server("record.json", json.dumps(document).encode())
-    report = pop_rok.validate(data_dir=str(good_archives), online=True, record_url=url)
+    report = validate(data_dir=str(good_archives), online=True, record_url=url)
     assert WAV in report.problems.report()
 
 

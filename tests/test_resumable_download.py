@@ -9,9 +9,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from file_server import FileServer
-from resumable_download import DownloadError, download, md5sum, verify_file, zenodo_record_files
+
+from poprok.archives.download import DownloadError, download, md5sum, verify_file, zenodo_record_files
 
 DATA = random.Random(0).randbytes(300_000)
 DATA_MD5 = hashlib.md5(DATA).hexdigest()

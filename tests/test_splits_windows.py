@@ -6,14 +6,16 @@ import hashlib
 import io
 import json
 
+import datasets
 import numpy as np
 import pytest
 import soundfile as sf
-
-import datasets
-import pop_rok
-from drum_synth import render_loop
 from test_label_shapes import loop_wav, write_archives
+
+import pop_rok
+from poprok.archives.checked_tar import CheckedTarGz
+from poprok.sample.drum_synth import render_loop
+from poprok.splits import track_fold
 
 LAYOUTS = ["per_loop_sample", "aggregated_sample", "extracted_sample"]
 
@@ -70,20 +72,20 @@ def test_folds_do_not_depend_on_which_loops_are_present(tmp_path):
         ds = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config="labels", data_dir=str(folder), cache_dir=str(tmp_path / f"c{tag}"))
         folds[tag] = dict(zip(ds["name"], ds["fold"]))
     assert all(folds["all"][name] == fold for name, fold in folds["some"].items())
-    assert folds["all"] == {name: pop_rok.track_fold(int(name[-4:])) for name in names}
+    assert folds["all"] == {name: track_fold(int(name[-4:])) for name in names}
 
 
 def test_default_config_reads_the_wav_archive_once(aggregated_sample, tmp_path, monkeypatch):
     """Three splits, one pass: the WAV archive is read once while preparing (a spy counts the passes)."""
     folder, manifest = aggregated_sample
     opened = []
-    original = pop_rok.CheckedTarGz.__iter__
+    original = CheckedTarGz.__iter__
 
     def counting(self):
         opened.append(self.name)
         return original(self)
 
-    monkeypatch.setattr(pop_rok.CheckedTarGz, "__iter__", counting)
+    monkeypatch.setattr(CheckedTarGz, "__iter__", counting)
     splits = pop_rok.load_pop_rok(data_dir=str(folder), cache_dir=str(tmp_path))
     assert opened.count(pop_rok.ARCHIVES["wav"]) == 1
     assert sum(split.num_rows for split in splits.values()) == len(manifest)
@@ -122,7 +124,7 @@ def test_bar_windows_are_bit_exact_and_hold_their_hits(bars, aggregated_sample, 
             assert rate == 44100 and samples.shape == (end - start, 2)
             assert np.array_equal(samples, rendered[start:end])  # bit-exact
             assert row["start"] == pytest.approx(start / 44100)
-            assert (row["bpm"], row["fold"], row["notes"], row["num_bars"]) == (loop.bpm, pop_rok.track_fold(loop.track), list(loop.notes), bars)
+            assert (row["bpm"], row["fold"], row["notes"], row["num_bars"]) == (loop.bpm, track_fold(loop.track), list(loop.notes), bars)
             assert row["beats"] == pytest.approx([i * 60 / loop.bpm for i in range(bars * 4)], abs=1e-5)
             assert row["downbeats"] == pytest.approx(row["beats"][::4], abs=1e-9)
             inside = [(t, note) for t, note in hits if start <= round(t * 44100) < end]
@@ -148,11 +150,11 @@ def test_bar_windows_on_a_stream_and_on_decoded_rows(per_loop_sample, tmp_path):
 
 def test_bar_windows_on_the_parquet_copy_equal_the_builders(per_loop_sample, tmp_path):
     """The script-free copy, read by load_dataset alone (FLAC-encoded here): the same windows, bit for bit."""
-    import pop_rok_publish
+    from poprok.publish import pop_rok_copy
 
     folder, _ = per_loop_sample
     source = dict(data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
-    pop_rok_publish.export(tmp_path / "copy", config="default", audio_format="flac", **source)
+    pop_rok_copy.export(tmp_path / "copy", config="default", audio_format="flac", **source)
     for split in ("train", "test"):
         copied = datasets.load_dataset(str(tmp_path / "copy"), "default", split=split)
         prepared = pop_rok.load_pop_rok(split=split, **source)

@@ -22,7 +22,6 @@ per-file bars are silenced while this module drives ``to_parquet``.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
@@ -42,6 +41,8 @@ from datasets.table import embed_table_storage
 from datasets.utils import tqdm as hf_tqdm
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
+
+from poprok.progress import datasets_bars_silenced
 
 AUDIO_FORMATS = ("wav", "flac")
 
@@ -243,19 +244,6 @@ def _write_config(name: str, splits, out: Path, audio_format, num_shards, limits
                 written[split] = files, int(sizes.sum())
         del prepared  # unmaps its Arrow file, so removing scratch frees the disk
     return written
-
-
-@contextlib.contextmanager
-def datasets_bars_silenced():
-    """``datasets``' progress bars off for the block, then as they were (unless its environment variable rules)."""
-    if datasets.utils.are_progress_bars_disabled() or datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False:
-        yield
-        return
-    datasets.utils.disable_progress_bars()
-    try:
-        yield
-    finally:
-        datasets.utils.enable_progress_bars()
 
 
 def _prepare(name: str, splits, audio_format: str, num_proc: Optional[int], scratch: str) -> dict[str, datasets.Dataset]:

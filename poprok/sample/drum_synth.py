@@ -13,13 +13,11 @@ silence apart from the noise floor and its first hit at t=0.
 from __future__ import annotations
 
 import functools
-import struct
 
 import numpy as np
 
-SAMPLE_RATE = 44100
-STEPS_PER_BEAT = 4
-BEATS_PER_BAR = 4
+from poprok.grid import BEATS_PER_BAR, STEPS_PER_BEAT, frame_at
+from poprok.record import SAMPLE_RATE
 
 # The General MIDI percussion notes this module has a voice for.
 KICK, RIMSHOT, SNARE = 36, 37, 38
@@ -272,13 +270,12 @@ def render_loop(notes, bpm: float, bars: int = 8, sample_rate: int = SAMPLE_RATE
     sample the hit starts at: the one nearest its exact 16th-note grid time.
     """
     rng = np.random.default_rng(seed)
-    n_samples = round(bars * BEATS_PER_BAR * 60 / bpm * sample_rate)
-    samples_per_step = 60 / (bpm * STEPS_PER_BEAT) * sample_rate
+    n_samples = frame_at(bars * BEATS_PER_BAR, bpm, sample_rate)
     stereo = _stereo_voices(sample_rate)
     mix = np.zeros((n_samples, 2), dtype=np.float32)
     hits = []
     for step, note, velocity in pattern(notes, bars, rng=rng):
-        pos = round(step * samples_per_step)
+        pos = frame_at(step / STEPS_PER_BEAT, bpm, sample_rate)
         voice = stereo[note][: n_samples - pos]
         gain = np.float32((velocity / 127) ** 2)  # square law: ghost notes ~-20 dB
         mix[pos : pos + len(voice)] += voice * gain
@@ -287,17 +284,3 @@ def render_loop(notes, bpm: float, bars: int = 8, sample_rate: int = SAMPLE_RATE
     audio = np.rint(mix, out=mix).astype(np.int16)
     audio += noise_floor(rng, audio.shape)  # peaks sit at -1 dBFS, far above the floor: no overflow
     return audio, hits
-
-
-def wav_bytes(audio_int16: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """Canonical PCM16 WAV (44-byte header) for a (n,) or (n, channels) int16 array."""
-    if audio_int16.dtype != np.int16:
-        raise TypeError(f"expected int16 audio, got {audio_int16.dtype}")
-    channels = 1 if audio_int16.ndim == 1 else audio_int16.shape[1]
-    data = np.ascontiguousarray(audio_int16, dtype="<i2").tobytes()
-    header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 1,
-        channels, sample_rate, sample_rate * channels * 2, channels * 2, 16,
-        b"data", len(data),
-    )
-    return header + data

@@ -1,4 +1,4 @@
-"""Synthetic POP-ROK-shaped archives for tests, demos and benchmarks (``python pop_rok.py sample``).
+"""Synthetic POP-ROK-shaped archives for demos and benchmarks (``pop-rok sample``).
 
 Real file names, layouts and label shapes, with drums rendered by ``drum_synth`` on the tempo grid, so
 every field a build produces can be checked against what was rendered.
@@ -7,13 +7,16 @@ every field a build produces can be checked against what was rendered.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from pop_rok import ARCHIVES, BARS_PER_LOOP, BPM_RANGE, KEY_MAP, KEY_MAP_FIELD, SAMPLE_RATE, SPLIT_FOLDS, PopRokError, track_fold
-from tar_writer import TarGzWriter
-
+from poprok.archives.tar_writer import TarGzWriter
+from poprok.archives.wav import wav_bytes
+from poprok.errors import PopRokError
+from poprok.record import ARCHIVES, BARS_PER_LOOP, BPM_RANGE, KEY_MAP, KEY_MAP_FIELD, SAMPLE_RATE
+from poprok.sample.drum_synth import render_loop
 
 SAMPLE_LAYOUTS = ("per-loop", "aggregated")
 SAMPLE_LABELS = ("plain", "varied")
@@ -31,10 +34,8 @@ class SampleLoop:
 
 
 def _sample_tracks(rng, loops: int) -> list[int]:
-    """Random track numbers, the first in folds 9, 8 and 0-7: even a sample of three has test, validation and train."""
-    pool = rng.sample(range(1, 10000), 9999)
-    firsts = [next(t for t in pool if track_fold(t) in folds) for folds in (SPLIT_FOLDS["test"], SPLIT_FOLDS["validation"], SPLIT_FOLDS["train"])]
-    return sorted([*firsts, *(t for t in pool if t not in firsts)][:loops])
+    """Random track numbers, drawn without regard to folds: a small sample may leave a split empty, as real subsets do."""
+    return sorted(rng.sample(range(1, 10000), loops))
 
 
 # The shapes a "varied" sample writes its labels in, loop by loop: each one a reading the reader must make.
@@ -57,10 +58,6 @@ def make_sample(
     label in another shape (microseconds per beat, tempo maps, note events, ``"120 BPM"``, records, bare
     labels), as the real archive might: ``validate`` then reports what it had to interpret.
     """
-    import random
-
-    from drum_synth import render_loop, wav_bytes
-
     if layout not in SAMPLE_LAYOUTS:
         raise PopRokError(f"unknown layout {layout!r}: choose one of {', '.join(SAMPLE_LAYOUTS)}")
     if labels not in SAMPLE_LABELS:

@@ -6,7 +6,7 @@ rendered from ``dataset_card.md`` with a per-split table, and the label-statisti
 
 from __future__ import annotations
 
-import sys
+import logging
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -15,13 +15,21 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pop_rok import _LICENSE, BARS_PER_LOOP, BEATS_PER_BAR, PopRokError, load_pop_rok
+from pop_rok import LICENSE, PopRok, load_pop_rok
+from poprok.errors import PopRokError
+from poprok.grid import BEATS_PER_BAR, seconds_at
+from poprok.publish.hub import publish_folder
+from poprok.publish.parquet_copy import write_parquet_copy
+from poprok.publish.stats_figure import plot_label_stats
+from poprok.record import BARS_PER_LOOP
+
+logger = logging.getLogger(__name__)
 
 
-CONFIG_NAMES = ("default", "labels")
-CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
+CONFIG_NAMES = tuple(config.name for config in PopRok.BUILDER_CONFIGS)
+CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")  # a link to the top-level dataset_card.md
 CARD_METADATA = {
-    "license": _LICENSE,
+    "license": LICENSE,
     "pretty_name": "POP-ROK: pop-rock drum loops with MIDI drum labels",
     "task_categories": ["audio-classification"],
     "tags": ["music", "drums", "mir", "drum-transcription", "tempo-estimation", "beat-tracking", "synthetic"],
@@ -39,9 +47,6 @@ def _config_names(config: str) -> list[str]:
 
 def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=None, repo_id=None, **builder_kwargs) -> dict:
     """Write the script-free Parquet copy of ``config`` ("all" for both) with its card and figure."""
-    from parquet_copy import write_parquet_copy
-    from stats_figure import plot_label_stats
-
     if audio_format not in AUDIO_FORMAT_NOTES:
         raise PopRokError(f"audio_format must be one of {', '.join(AUDIO_FORMAT_NOTES)}, got {audio_format!r}")
     prepared = {name: _with_rows(load_pop_rok(config=name, **builder_kwargs)) for name in _config_names(config)}
@@ -61,7 +66,7 @@ def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=N
         bpm=columns["bpm"],
         instruments=[[names[i] for i in row] for row in columns["instruments"]],
         instrument_names=names,
-        durations=[BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm for bpm in columns["bpm"]],
+        durations=[seconds_at(BARS_PER_LOOP * BEATS_PER_BAR, bpm) for bpm in columns["bpm"]],
     )
     return summary
 
@@ -80,14 +85,12 @@ def _with_rows(splits: datasets.DatasetDict) -> datasets.DatasetDict:
     """The splits that have rows: a Hub config cannot declare an empty split (a sample may leave one empty)."""
     empty = [name for name, split in splits.items() if not split.num_rows]
     if empty:
-        print(f"POP-ROK: split(s) {', '.join(empty)} have no rows and are left out of the copy", file=sys.stderr)
+        logger.warning("split(s) %s have no rows and are left out of the copy", ", ".join(empty))
     return datasets.DatasetDict({name: split for name, split in splits.items() if split.num_rows})
 
 
 def push(repo_id: str, config: str = "all", audio_format: str = "wav", *, private=False, revision=None, create_pr=False, token=None, num_shards=None, **builder_kwargs):
     """Export into a staging folder and publish it to ``repo_id`` in one commit; returns the CommitInfo."""
-    from hub_publish import publish_folder
-
     with tempfile.TemporaryDirectory(prefix="pop_rok_push_") as staging:
         export(staging, config, audio_format, num_shards=num_shards, repo_id=repo_id, **builder_kwargs)
         return publish_folder(
@@ -112,7 +115,7 @@ def split_stats(splits: datasets.DatasetDict) -> list[tuple[str, list[str]]]:
     def hours(t: pa.Table) -> float:
         if "duration" in t.column_names:
             return (pc.sum(t["duration"]).as_py() or 0) / 3600
-        return sum(BARS_PER_LOOP * BEATS_PER_BAR * 60 / bpm for bpm in t["bpm"].to_pylist()) / 3600
+        return sum(seconds_at(BARS_PER_LOOP * BEATS_PER_BAR, bpm) for bpm in t["bpm"].to_pylist()) / 3600
 
     def share(t: pa.Table, index: int) -> str:
         playing = sum(index in row for row in t["instruments"].to_pylist())

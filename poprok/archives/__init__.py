@@ -1,0 +1,1 @@
+"""Reading the archives: tar.gz streams checked end to end, resumable downloads, WAV headers (generic)."""
