@@ -32,6 +32,7 @@ from typing import Iterable, Optional
 import datasets
 from datasets.exceptions import DatasetGenerationError
 
+from poprok.analysis import BANDS
 from poprok.archives.checked_tar import CheckedTarGz
 from poprok.archives.download import DownloadError, download, zenodo_record_files
 from poprok.archives.read_ahead import read_ahead
@@ -132,6 +133,14 @@ def make_features(with_audio: bool, instruments: Iterable[str], optional_fields:
             num_bars=datasets.Value("int32"),
             beats=datasets.List(datasets.Value("float32")),
             downbeats=datasets.List(datasets.Value("float32")),
+            caption=datasets.Value("string"),  # derived from the labels: poprok.captions
+            # What listening to the loop found (poprok.analysis): facts of the audio, reported, never problems.
+            onsets=datasets.Features({band: datasets.List(datasets.Value("float32")) for band in BANDS}),
+            grid_fit=datasets.Value("float32"),
+            pattern=datasets.Value("string"),
+            peak_dbfs=datasets.Value("float32"),
+            loudness_lufs=datasets.Value("float32"),  # null for digital silence (BS.1770 gates it all out)
+            clipped_samples=datasets.Value("int32"),
         )
     for name in OPTIONAL_LABEL_FIELDS:
         if name in optional_fields:
@@ -387,6 +396,14 @@ class PopRok(datasets.GeneratorBasedBuilder):
         """The first-contact report goes into the dataset's description; its notes, in one line, to stderr."""
         notes = survey.notes()
         logger.info("first contact: %s", "; ".join(notes) if notes else "the archives hold what the reader expects")
+        facts = survey.report(self._labels.key_map)["audio_facts"]
+        if facts:
+            kinds = ", ".join(f"{len(facts[kind])} {kind.replace('_', ' ')}" for kind in ("clipped", "silent", "off_grid"))
+            patterns = facts["patterns"]
+            logger.info(
+                "audio facts: %d exact duplicate group(s), %s, %d pattern group(s) (largest %d)",
+                len(facts["duplicates"]), kinds, patterns["count"], patterns["largest"],
+            )  # fmt: skip
         self.info.description = f"{DESCRIPTION}\n{survey.text(self._labels.key_map)}\n"
 
     def _settle(self, problems: Problems, rows: int) -> None:

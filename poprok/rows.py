@@ -13,8 +13,10 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from datasets.utils.file_utils import xopen
 
+from poprok.analysis import ListenError, listen
 from poprok.archives.checked_tar import ArchiveError, CheckedTarGz
 from poprok.archives.wav import WavError, read_wav_info
+from poprok.captions import caption
 from poprok.errors import PopRokError, Problems
 from poprok.grid import bars_in, beat_grid
 from poprok.labels.label_set import LabelSet
@@ -116,6 +118,12 @@ class LoopReader:
             # datasets would store this relative path instead of the bytes, breaking the dataset elsewhere.
             raise PopRokError(f"{os.path.abspath(audio_path)} exists in the working folder: run from another folder")
         num_bars = bars_in(info.num_frames, loop.bpm, SAMPLE_RATE)
+        try:
+            listening = listen(info.samples(data), loop.bpm, max(num_bars, 1), SAMPLE_RATE)
+        except ListenError as err:  # too short to hold a bar at its tempo
+            self.problems.add(path, f"loop {name!r} cannot be listened to: {err}")
+            return None
+        self.survey.add_listening(name, listening)
         beats, downbeats = beat_grid(loop.bpm, num_bars)
         return {
             "audio": {"bytes": data, "path": audio_path},
@@ -124,6 +132,8 @@ class LoopReader:
             "num_bars": num_bars,
             "beats": float32(beats),
             "downbeats": float32(downbeats),
+            "caption": caption(loop.bpm, num_bars, row["instruments"], loop.genre, loop.subgenre),
+            **listening.columns(),
         }
 
     def label_rows(self, split: Optional[str] = None) -> Iterator[tuple[str, dict]]:

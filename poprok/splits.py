@@ -19,5 +19,10 @@ def track_fold(track: int) -> int:
     A hash of the four digits of the file name, not a shuffle: the same on every machine, for any subset
     of the data in any order, and anyone can recompute it from a loop's name alone.
     """
-    return int(hashlib.sha256(f"{track:04d}".encode()).hexdigest(), 16) % NUM_FOLDS
+    return key_fold(f"{track:04d}")
+
+
+def key_fold(key: str) -> int:
+    """The fold (0-9) of any group key: ``int(sha256(key.encode()).hexdigest(), 16) % 10``."""
+    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % NUM_FOLDS
 

@@ -4,7 +4,7 @@
 # (`pip install .`, giving the `pop-rok` command). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES="ffmpeg"
+APT_PACKAGES="ffmpeg fluidsynth fluid-soundfont-gm"  # FFmpeg for torchcodec; a GM soundfont renders the analysis tests' kits
 missing=""
 for package in $APT_PACKAGES; do
   dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from poprok.analysis import CLIPPED_AT_LEAST, OFF_GRID_FIT, SILENT_LUFS, Listening, find_facts
 from poprok.grid import BEATS_PER_BAR, frame_at
 from poprok.labels.general_midi import GM_PERCUSSION
 from poprok.labels.names import is_junk
@@ -34,6 +35,7 @@ class Survey:
     tracks: Counter = field(default_factory=Counter)  # track -> loops
     durations: Counter = field(default_factory=Counter)  # exact / longer / shorter than 8 bars -> loops
     farthest: dict = field(default_factory=lambda: {"longer": 0, "shorter": 0})  # samples past / short of 8 bars
+    heard: dict = field(default_factory=dict)  # loop -> what listening found (Listening.facts()), for audio facts
 
     _COUNTERS = ("files", "documents", "label_keys", "readings", "names", "pitch_lengths", "outside_key_map", "tracks", "durations")
 
@@ -56,8 +58,12 @@ class Survey:
         if off:
             self.farthest[kind] = max(self.farthest[kind], abs(off))
 
+    def add_listening(self, name: str, listening: Listening) -> None:
+        self.heard[name] = listening.facts()
+
     def merge(self, state: dict) -> None:
         """Add another job's ``state()``."""
+        self.heard.update(state["heard"])
         for name in self._COUNTERS:
             getattr(self, name).update({_key(k): v for k, v in state[name]})
         self.repeating_pitch += state["repeating_pitch"]
@@ -70,6 +76,7 @@ class Survey:
             **{name: list(getattr(self, name).items()) for name in self._COUNTERS},
             "repeating_pitch": self.repeating_pitch,
             "farthest": self.farthest,
+            "heard": self.heard,
         }
 
     def report(self, key_map: dict[int, str]) -> dict:
@@ -106,6 +113,9 @@ class Survey:
                 "longest_overhang_ms": round(self.farthest["longer"] / SAMPLE_RATE * 1000, 2),
                 "largest_shortfall_ms": round(self.farthest["shorter"] / SAMPLE_RATE * 1000, 2),
             },
+            "audio_facts": find_facts({name: Listening.from_facts(facts) for name, facts in self.heard.items()})
+            if self.heard
+            else None,
         }
 
     def notes(self) -> list[str]:
@@ -159,6 +169,8 @@ class Survey:
                 f"{durations['longer']} longer (by up to {durations['longest_overhang_ms']} ms), "
                 f"{durations['shorter']} shorter (by up to {durations['largest_shortfall_ms']} ms)"
             )
+        if report["audio_facts"]:
+            lines += audio_facts_text(report["audio_facts"])
         return "\n".join(lines)
 
 
@@ -169,3 +181,23 @@ def _key(key):
 
 def _counts(counts: dict) -> str:
     return "; ".join(f"{count} {name}" for name, count in counts.items()) or "none"
+
+
+def audio_facts_text(facts: dict) -> list[str]:
+    """The audio facts of ``find_facts``, for people: facts of an uncurated dataset, never problems."""
+
+    def names(kind: str) -> str:
+        listed = facts[kind]
+        return f"{len(listed)}" + (f" ({', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''})" if listed else "")
+
+    groups = facts["patterns"]
+    spread = ", ".join(f"{count} of {size}" for size, count in sorted(Counter(groups["sizes"]).items(), reverse=True))
+    duplicates = "; ".join(" = ".join(group) for group in facts["duplicates"][:3])
+    return [
+        "  audio facts (from listening to every loop; none is a problem):",
+        f"    exact duplicates (identical PCM): {len(facts['duplicates'])} group(s)" + (f" ({duplicates})" if duplicates else ""),
+        f"    clipped (>= {CLIPPED_AT_LEAST} samples at full scale): {names('clipped')}",
+        f"    silent (below {SILENT_LUFS:g} LUFS, or no loudness at all): {names('silent')}",
+        f"    off their grid (grid_fit < {OFF_GRID_FIT:g}): {names('off_grid')}",
+        f"    pattern groups: {groups['count']}, largest {groups['largest']} loop(s); loops a group: {spread or 'none'}",
+    ]

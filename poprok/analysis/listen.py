@@ -1,0 +1,124 @@
+"""One entry point that listens to a loop, and the facts a report prints about many listened loops."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from poprok.analysis.facts import CLIPPED_AT_LEAST, SILENT_LUFS, clipped_samples, digest, loudness_lufs, peak_dbfs
+from poprok.analysis.onsets import BANDS, OFF_GRID_FIT, onsets
+from poprok.analysis.patterns import pattern_id, unplaced_id
+from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at
+
+
+class ListenError(ValueError):
+    """The loop cannot be listened to as given (its PCM or its named grid is not a loop's)."""
+
+
+@dataclass(frozen=True)
+class Listening:
+    """What listening to one loop found: onsets per band on its 16th steps, its grid fit, pattern and audio facts."""
+
+    onsets: dict[str, list[float]]
+    grid_fit: float
+    pattern: str
+    peak_dbfs: float
+    loudness_lufs: float | None
+    clipped_samples: int
+    digest: str
+
+    def facts(self) -> dict:
+        """Everything but the onsets, as JSON: what a report needs of a loop, small enough to hand between jobs."""
+        return {key: value for key, value in self.__dict__.items() if key != "onsets"}
+
+    @classmethod
+    def from_facts(cls, facts: dict) -> Listening:
+        """A Listening from ``facts()``, without its onsets."""
+        return cls(onsets={}, **facts)
+
+    def columns(self) -> dict:
+        """The six row columns, floats rounded to float32 as the table stores them."""
+
+        def f32(value: float) -> float:
+            return float(np.float32(value))
+
+        return {
+            "onsets": {band: [f32(v) for v in values] for band, values in self.onsets.items()},
+            "grid_fit": f32(self.grid_fit),
+            "pattern": self.pattern,
+            "peak_dbfs": f32(self.peak_dbfs),
+            "loudness_lufs": None if self.loudness_lufs is None else f32(self.loudness_lufs),
+            "clipped_samples": self.clipped_samples,
+        }
+
+
+def _check(pcm, bpm, num_bars, sample_rate) -> None:
+    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
+        raise ListenError(f"PCM must be an int16 numpy array, not {getattr(pcm, 'dtype', type(pcm).__name__)}")
+    if pcm.ndim != 2 or pcm.shape[1] < 1:
+        raise ListenError(f"PCM must be 2-D (frames, channels), not of shape {pcm.shape}")
+    if not (isinstance(sample_rate, int | np.integer) and sample_rate > 0):
+        raise ListenError(f"sample_rate must be a positive integer, not {sample_rate!r}")
+    if not (isinstance(bpm, int | float | np.number) and math.isfinite(bpm) and bpm > 0):
+        raise ListenError(f"bpm must be a finite number > 0, not {bpm!r}")
+    if not (isinstance(num_bars, int | np.integer) and num_bars >= 1):
+        raise ListenError(f"num_bars must be an integer >= 1, not {num_bars!r}")
+    bar = frame_at(STEPS_PER_BAR / STEPS_PER_BEAT, bpm, sample_rate)
+    if pcm.shape[0] < bar:
+        raise ListenError(f"the loop has {pcm.shape[0]} frames, less than one bar at {bpm} BPM ({bar} frames)")
+
+
+def listen(pcm: np.ndarray, bpm: float, num_bars: int, sample_rate: int = 44100) -> Listening:
+    """Listen to an int16 ``(frames, channels)`` loop named as ``num_bars`` bars of 4/4 at ``bpm``.
+
+    A silent loop (no loudness, or below ``SILENT_LUFS``), one shorter than its bars by more than a 16th,
+    or one off its grid gets its own ``unplaced-`` pattern id: its steps say nothing about a pattern.
+    """
+    _check(pcm, bpm, num_bars, sample_rate)
+    loudness = loudness_lufs(pcm, sample_rate)
+    pcm_digest = digest(pcm)
+    steps = num_bars * STEPS_PER_BAR
+    if loudness is None:
+        strengths, fit = np.zeros((len(BANDS), steps), np.float32), 0.0
+    else:
+        strengths, fit = onsets(pcm, bpm, num_bars, sample_rate)
+    by_band = dict(zip(BANDS, strengths))
+    short = pcm.shape[0] < frame_at((steps - 1) / STEPS_PER_BEAT, bpm, sample_rate)
+    if loudness is None or loudness < SILENT_LUFS or short or fit < OFF_GRID_FIT:
+        pattern = unplaced_id(pcm_digest)
+    else:
+        pattern = pattern_id(by_band)
+    return Listening(
+        onsets={band: values.tolist() for band, values in by_band.items()},
+        grid_fit=fit,
+        pattern=pattern,
+        peak_dbfs=peak_dbfs(pcm),
+        loudness_lufs=loudness,
+        clipped_samples=clipped_samples(pcm),
+        digest=pcm_digest,
+    )
+
+
+def find_facts(listenings: dict[str, Listening]) -> dict:
+    """What a report prints about many loops: duplicate groups, clipped, silent and off-grid names, pattern groups."""
+    by_digest = defaultdict(list)
+    for name, listening in listenings.items():
+        by_digest[listening.digest].append(name)
+    sizes = sorted(Counter(listening.pattern for listening in listenings.values()).values(), reverse=True)
+    facts = {
+        "duplicates": sorted(sorted(names) for names in by_digest.values() if len(names) > 1),
+        "clipped": sorted(name for name, item in listenings.items() if item.clipped_samples >= CLIPPED_AT_LEAST),
+        "silent": sorted(
+            name for name, item in listenings.items() if item.loudness_lufs is None or item.loudness_lufs < SILENT_LUFS
+        ),
+        "off_grid": sorted(
+            name
+            for name, item in listenings.items()
+            if item.grid_fit < OFF_GRID_FIT and item.loudness_lufs is not None and item.loudness_lufs >= SILENT_LUFS
+        ),
+        "patterns": {"count": len(sizes), "sizes": sizes, "largest": sizes[0] if sizes else 0},
+    }
+    return facts

@@ -1,0 +1,175 @@
+"""The analysis measured on renders of known truth (tests/render_corpus.py), on injected faults and real previews."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pyloudnorm
+import pytest
+import render_corpus as rc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poprok.analysis import (
+    BANDS,
+    OFF_GRID_FIT,
+    ListenError,
+    find_facts,
+    listen,
+)
+from poprok.splits import FOLD_SPLITS, key_fold
+
+REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
+LOOPS_PER_PATTERN = 12
+BASELINE_LEAK = 1 - (0.8**2 + 0.1**2 + 0.1**2)  # a random split by loop: 0.34
+
+
+def _split(pattern: str) -> str:
+    return FOLD_SPLITS[key_fold(pattern)]  # the folds a pattern key would give
+
+
+@pytest.fixture(scope="session")
+def kits(tmp_path_factory):
+    if not rc.fluidsynth_available():
+        if os.environ.get("CI"):
+            pytest.fail(
+                "fluidsynth and fluid-soundfont-gm are missing (apt-get install fluidsynth fluid-soundfont-gm)"
+            )
+        pytest.skip("fluidsynth or FluidR3_GM.sf2 is not installed")
+    return rc.all_kits(tmp_path_factory.mktemp("kits"))
+
+
+@pytest.fixture(scope="session")
+def corpus(kits):
+    renders = rc.corpus(kits, LOOPS_PER_PATTERN, seed=0)
+    return renders, [listen(r.pcm, r.bpm, r.num_bars) for r in renders]
+
+
+def test_onset_strengths_rank_the_true_steps_first_in_every_band(corpus):
+    renders, listenings = corpus
+    for band in BANDS:
+        aucs = [
+            rc.roc_auc(item.onsets[band], [s in r.truth[band] for s in range(r.num_bars * 16)])
+            for r, item in zip(renders, listenings)
+            if 0 < len(r.truth[band]) < r.num_bars * 16
+        ]
+        assert np.median(aucs) >= 0.9, band
+
+
+def test_the_grid_fit_of_every_render_is_above_the_off_grid_threshold(corpus):
+    _, listenings = corpus
+    assert min(item.grid_fit for item in listenings) >= OFF_GRID_FIT
+
+
+def test_shipped_pattern_ids_at_least_halve_the_leak_of_a_random_split(corpus):
+    renders, listenings = corpus
+    truth = [r.pattern for r in renders]
+    leak, largest = rc.leak_and_largest(truth, [item.pattern for item in listenings], _split)
+    assert leak <= BASELINE_LEAK / 2
+    # no id holds much more than one true pattern's loops
+    assert largest <= 1.25 * LOOPS_PER_PATTERN
+
+
+def test_loudness_equals_pyloudnorm_within_a_tenth_of_a_lu(corpus):
+    renders, listenings = corpus
+    for r, item in list(zip(renders, listenings))[::10]:
+        reference = pyloudnorm.Meter(44100).integrated_loudness(r.pcm.astype(np.float64) / 32768)
+        assert item.loudness_lufs == pytest.approx(reference, abs=0.1)
+
+
+def test_every_injected_fault_is_found_under_its_kind(kits):
+    loops, expected = rc.faulty_corpus(kits)
+    facts = find_facts({name: listen(*loop) for name, loop in loops.items()})
+    for kind, names in expected.items():
+        assert facts[kind] == names, kind
+    assert facts["patterns"]["largest"] == facts["patterns"]["sizes"][0] >= 2  # the duplicate pair at least
+    assert sum(facts["patterns"]["sizes"]) == len(loops)
+
+
+def test_ids_are_the_same_in_any_order_and_in_another_process(corpus, tmp_path):
+    renders, listenings = corpus
+    chosen = renders[::17]
+    again = [listen(r.pcm, r.bpm, r.num_bars).pattern for r in reversed(chosen)][::-1]
+    assert again == [item.pattern for item in listenings[::17]]
+    np.savez(tmp_path / "loops.npz", *[r.pcm for r in chosen])
+    script = (
+        "import json, sys, numpy as np\n"
+        "from poprok.analysis import listen\n"
+        f"data = np.load({str(tmp_path / 'loops.npz')!r})\n"
+        f"bpms = {[r.bpm for r in chosen]!r}\n"
+        "print(json.dumps([listen(data[f'arr_{i}'], b, 8).pattern for i, b in enumerate(bpms)]))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env, cwd=root)
+    assert json.loads(out.stdout) == again
+
+
+@settings(max_examples=12, deadline=None)
+@given(level=st.floats(-24, 0))
+def test_a_loop_keeps_its_pattern_id_at_any_level(level):
+    kit = rc.synth_kit(0)
+    pcm = rc.render_loop(kit, rc.hits_of("rock", 8), 112, 8, np.random.default_rng(0), level, None)
+    reference = rc.render_loop(kit, rc.hits_of("rock", 8), 112, 8, np.random.default_rng(0), -6, None)
+    assert listen(pcm, 112, 8).pattern == listen(reference, 112, 8).pattern
+
+
+def test_digital_silence_has_no_loudness_no_onsets_and_its_own_id():
+    pcm = np.zeros((88200, 2), np.int16)
+    item = listen(pcm, 120, 4)
+    assert item.loudness_lufs is None and item.grid_fit == 0 and item.peak_dbfs == -math.inf
+    assert all(v == 0 for values in item.onsets.values() for v in values)
+    assert item.pattern.startswith("unplaced-")
+    columns = item.columns()
+    assert set(columns) == {"onsets", "grid_fit", "pattern", "peak_dbfs", "loudness_lufs", "clipped_samples"}
+    assert not any(isinstance(v, float) and math.isnan(v) for v in columns.values())
+
+
+def test_columns_round_floats_to_float32():
+    rng = np.random.default_rng(0)
+    pcm = rc.render_loop(rc.synth_kit(1), rc.hits_of("rock", 2), 120, 2, rng, -3, None)
+    columns = listen(pcm, 120, 2).columns()
+    assert columns["grid_fit"] == float(np.float32(columns["grid_fit"]))
+    assert len(columns["onsets"]["low"]) == 32 and max(columns["onsets"]["low"]) == 1.0
+    assert columns["peak_dbfs"] == pytest.approx(20 * math.log10(np.abs(pcm.astype(int)).max() / 32768), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "pcm, bpm, bars, message",
+    [
+        (np.zeros((88200, 2), np.float32), 120, 4, "int16"),
+        (np.zeros(88200, np.int16), 120, 4, "2-D"),
+        (np.zeros((88200, 2), np.int16), 0, 4, "bpm"),
+        (np.zeros((88200, 2), np.int16), float("nan"), 4, "bpm"),
+        (np.zeros((88200, 2), np.int16), 120, 0, "num_bars"),
+        (np.zeros((1000, 2), np.int16), 120, 1, "less than one bar"),
+    ],
+)
+def test_bad_input_raises_listen_error(pcm, bpm, bars, message):
+    with pytest.raises(ListenError, match=message):
+        listen(pcm, bpm, bars)
+
+
+def test_real_previews_sit_on_their_grid():
+    if not REAL_EXAMPLES.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{REAL_EXAMPLES} is missing")
+        pytest.skip(f"{REAL_EXAMPLES} is missing")
+    previews = sorted(REAL_EXAMPLES.glob("*.mp3"))
+    assert len(previews) >= 3
+    for mp3 in previews:
+        audio, rate = librosa.load(mp3, sr=None, mono=False)
+        pcm = np.round(audio.T * 32767).astype(np.int16)
+        # the encoder delay: everything before the first sample above 1 % of full scale
+        start = int(np.argmax(np.abs(pcm).max(axis=1) > 0.01 * 32768))
+        assert 0.015 < start / rate < 0.04
+        item = listen(pcm[start:], float(mp3.name.split("bpm")[0]), 8, rate)
+        assert item.grid_fit >= OFF_GRID_FIT, mp3.name
+        assert not item.pattern.startswith("unplaced-")
