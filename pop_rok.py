@@ -25,9 +25,9 @@ import os
 import posixpath
 import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 import datasets
 from datasets.exceptions import DatasetGenerationError
@@ -48,8 +48,18 @@ from poprok.splits import ALL_SPLITS, FOLD_SPLITS, SPLIT_FOLDS
 from poprok.windows import bar_windows, window_features
 
 __all__ = [
-    "ALL_SPLITS", "ARCHIVES", "BARS_PER_LOOP", "KEY_MAP", "SAMPLE_RATE", "PopRok", "PopRokConfig", "PopRokError",
-    "bar_windows", "load_pop_rok", "make_features", "window_features",
+    "ALL_SPLITS",
+    "ARCHIVES",
+    "BARS_PER_LOOP",
+    "KEY_MAP",
+    "SAMPLE_RATE",
+    "PopRok",
+    "PopRokConfig",
+    "PopRokError",
+    "bar_windows",
+    "load_pop_rok",
+    "make_features",
+    "window_features",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,7 +96,7 @@ class PopRokConfig(datasets.BuilderConfig):
     ``on_error`` says what a bad loop does to the build."""
 
     with_audio: bool = True
-    base_url: Optional[str] = None
+    base_url: str | None = None
     on_error: str = "raise"  # or "skip": leave bad loops out, and report them
     verify: bool = False  # check downloaded archives' size and md5 against the Zenodo record
     record_url: str = ZENODO_RECORD_API
@@ -97,7 +107,7 @@ class PopRokConfig(datasets.BuilderConfig):
         self.check()
 
     def check(self) -> None:
-        """Clear errors for bad keywords (datasets sets a preset's overrides after __post_init__: the builder calls this)."""
+        """Clear errors for bad keywords (datasets sets a preset's overrides after __post_init__: builder calls it)."""
         if self.on_error not in ON_ERROR:
             raise PopRokError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
         if not (isinstance(self.connections, int) and self.connections >= 1):
@@ -105,13 +115,17 @@ class PopRokConfig(datasets.BuilderConfig):
 
     def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
         """How the archives are fetched is not what they hold: ``connections`` does not change the cache."""
-        return super().create_config_id({k: v for k, v in config_kwargs.items() if k != "connections"}, custom_features)
+        return super().create_config_id(
+            {k: v for k, v in config_kwargs.items() if k != "connections"}, custom_features
+        )
 
 
 # -------------------------------------------------------------------------------------------- features
 
 
-def make_features(with_audio: bool, instruments: Iterable[str], optional_fields: Iterable[str] = ()) -> datasets.Features:
+def make_features(
+    with_audio: bool, instruments: Iterable[str], optional_fields: Iterable[str] = ()
+) -> datasets.Features:
     """The columns, in order; optional ones only when some label carries them. ``instruments``: the class names."""
     columns = {}
     if with_audio:
@@ -150,7 +164,6 @@ def make_features(with_audio: bool, instruments: Iterable[str], optional_fields:
     return datasets.Features(columns)
 
 
-
 # ---------------------------------------------------------------------------------------------- builder
 
 
@@ -160,12 +173,16 @@ class PopRok(datasets.GeneratorBasedBuilder):
     VERSION = datasets.Version("1.0.0")
     BUILDER_CONFIG_CLASS = PopRokConfig
     BUILDER_CONFIGS = [
-        PopRokConfig(name="default", version=VERSION, with_audio=True, description="Audio and labels, one row per loop."),
-        PopRokConfig(name="labels", version=VERSION, with_audio=False, description="Labels only, from the 210 KB label archive."),
+        PopRokConfig(
+            name="default", version=VERSION, with_audio=True, description="Audio and labels, one row per loop."
+        ),
+        PopRokConfig(
+            name="labels", version=VERSION, with_audio=False, description="Labels only, from the 210 KB label archive."
+        ),
     ]
     DEFAULT_CONFIG_NAME = "default"
-    _problem_dir: Optional[str] = None  # while preparing: where each generation job leaves its problems
-    _labels: Optional[LabelSet] = None  # read by _split_generators, for the survey
+    _problem_dir: str | None = None  # while preparing: where each generation job leaves its problems
+    _labels: LabelSet | None = None  # read by _split_generators, for the survey
     _wav_archive = None  # the WAV archive's reader, when it is one: it says which inflater read it
     _written: dict = {}  # while preparing: split -> (rows, bytes) written by an earlier split's pass
     _declared: list = []  # the splits the labels fill, in SPLIT_FOLDS order (set by _split_generators)
@@ -248,7 +265,9 @@ class PopRok(datasets.GeneratorBasedBuilder):
                 labels.problems = reader.problems
                 for path in files:  # a WAV of an undeclared split has no label: the first split's pass reports it
                     split = split_of(Path(path).stem)
-                    gen_kwargs[split if split in gen_kwargs else self._declared[0]].setdefault("wav_files", []).append(path)
+                    gen_kwargs[split if split in gen_kwargs else self._declared[0]].setdefault("wav_files", []).append(
+                        path
+                    )
                 for kwargs in gen_kwargs.values():
                     kwargs.setdefault("wav_files", [])
             else:
@@ -272,9 +291,15 @@ class PopRok(datasets.GeneratorBasedBuilder):
         # Preparing, reading the WAV archive is the build's one long stage: a bar over its bytes.
         bar = kind == "wav" and not dl_manager.is_streaming
         return source_members(
-            kind, source, extracted, dl_manager.download_config,
-            expected_size=published.get("size"), expected_md5=published.get("md5"), discard_path=downloaded,
-            progress=bar, total=os.path.getsize(source) if bar else None,
+            kind,
+            source,
+            extracted,
+            dl_manager.download_config,
+            expected_size=published.get("size"),
+            expected_md5=published.get("md5"),
+            discard_path=downloaded,
+            progress=bar,
+            total=os.path.getsize(source) if bar else None,
         )
 
     def _published(self, name: str) -> dict:
@@ -289,10 +314,12 @@ class PopRok(datasets.GeneratorBasedBuilder):
             raise PopRokError(f"the record {self.config.record_url} publishes no file named {name}")
         return published[name]
 
-    def _download(self, dl_manager, url: str, size: Optional[int]) -> str:
+    def _download(self, dl_manager, url: str, size: int | None) -> str:
         """Download ``url`` into the datasets cache, resuming a broken transfer (datasets would restart it)."""
         name = Path(url.split("?")[0]).name
-        folder = os.path.join(dl_manager.download_config.cache_dir, "pop_rok", hashlib.sha256(url.encode()).hexdigest()[:16])
+        folder = os.path.join(
+            dl_manager.download_config.cache_dir, "pop_rok", hashlib.sha256(url.encode()).hexdigest()[:16]
+        )
         destination = os.path.join(folder, name)
         if dl_manager.download_config.force_download and os.path.exists(destination):
             os.remove(destination)
@@ -336,7 +363,9 @@ class PopRok(datasets.GeneratorBasedBuilder):
         written = self._written.pop(split_generator.name, None)
         if written is None:
             self._file_format = file_format
-            return super()._prepare_split(split_generator, file_format=file_format, num_proc=num_proc, max_shard_size=max_shard_size)
+            return super()._prepare_split(
+                split_generator, file_format=file_format, num_proc=num_proc, max_shard_size=max_shard_size
+            )
         split_generator.split_info.num_examples, split_generator.split_info.num_bytes = written
 
     def _generate_examples(self, labels: LabelSet, split: str, wav_archive=None, wav_files=None):
@@ -349,13 +378,16 @@ class PopRok(datasets.GeneratorBasedBuilder):
             rows = reader.audio_rows(read_ahead(wav_archive) if preparing else wav_archive, ARCHIVES["wav"])
         else:  # labels without a WAV were found by _split_generators
             files = read_files(wav_files)
-            rows = reader.audio_rows(read_ahead(files) if preparing else files, self.config.data_dir, require_wav=False)
+            rows = reader.audio_rows(
+                read_ahead(files) if preparing else files, self.config.data_dir, require_wav=False
+            )
         # Preparing from the archive, one pass writes every split: this split's rows through datasets, the others'
         # beside it. Streaming a split reads the whole archive and yields that split's rows.
         one_pass = wav_archive is not None and preparing
         count = 0
         with self._other_split_writers(split) if one_pass else contextlib.nullcontext({}) as others:
-            for count, (name, row) in enumerate(rows, start=1):
+            for name, row in rows:
+                count += 1
                 target = FOLD_SPLITS[row["fold"]]
                 if target == split:
                     yield name, row
@@ -371,7 +403,7 @@ class PopRok(datasets.GeneratorBasedBuilder):
 
     @contextlib.contextmanager
     def _other_split_writers(self, split: str):
-        """Arrow writers for the splits other than ``split``, at the paths datasets reads them from (one shard each)."""
+        """Arrow writers for the declared splits but ``split``, where datasets reads them (a shard each)."""
         from datasets.arrow_writer import ArrowWriter
 
         if self._file_format != "arrow":
@@ -398,7 +430,9 @@ class PopRok(datasets.GeneratorBasedBuilder):
         logger.info("first contact: %s", "; ".join(notes) if notes else "the archives hold what the reader expects")
         facts = survey.report(self._labels.key_map)["audio_facts"]
         if facts:
-            kinds = ", ".join(f"{len(facts[kind])} {kind.replace('_', ' ')}" for kind in ("clipped", "silent", "off_grid"))
+            kinds = ", ".join(
+                f"{len(facts[kind])} {kind.replace('_', ' ')}" for kind in ("clipped", "silent", "off_grid")
+            )
             patterns = facts["patterns"]
             logger.info(
                 "audio facts: %d exact duplicate group(s), %s, %d pattern group(s) (largest %d)",
@@ -424,10 +458,19 @@ class PopRok(datasets.GeneratorBasedBuilder):
         )
 
 
-
 # Every module whose code changes the rows (not the command line, publishing or training on top of them).
-ROWS_CODE = ("pop_rok.py", "poprok/analysis", "poprok/archives", "poprok/labels", "poprok/errors.py",
-             "poprok/grid.py", "poprok/record.py", "poprok/rows.py", "poprok/splits.py", "poprok/windows.py")
+ROWS_CODE = (
+    "pop_rok.py",
+    "poprok/analysis",
+    "poprok/archives",
+    "poprok/labels",
+    "poprok/errors.py",
+    "poprok/grid.py",
+    "poprok/record.py",
+    "poprok/rows.py",
+    "poprok/splits.py",
+    "poprok/windows.py",
+)
 
 
 def rows_code_hash() -> str:
@@ -485,4 +528,6 @@ def load_pop_rok(split=None, streaming=False, config="default", **builder_kwargs
         return builder.as_dataset(split=split)
     if split is None or "+" not in str(split):
         return builder.as_streaming_dataset(split=split)
-    return datasets.concatenate_datasets([builder.as_streaming_dataset(split=part.strip()) for part in str(split).split("+")])
+    return datasets.concatenate_datasets(
+        [builder.as_streaming_dataset(split=part.strip()) for part in str(split).split("+")]
+    )

@@ -1,11 +1,11 @@
 """Text captions for text-to-audio training, derived from a loop's labels alone: nothing a label does not say.
 
-    caption(112, 8, ["Kick", "Snare", "Closed Hat"]) == "pop rock drum loop, 112 BPM, 8 bars of 4/4: kick, snare, closed hat"
+caption(112, 8, ["Kick", "Snare"]) == "pop rock drum loop, 112 BPM, 8 bars of 4/4: kick, snare"
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def caption(bpm: int, num_bars: int, instruments: Iterable[str], genre: str = "pop", subgenre: str = "rock") -> str:

@@ -1,5 +1,4 @@
-"""How the project reports a problem: one exception type, and a list that gathers every problem before raising.
-"""
+"""How the project reports a problem: one exception type, and a list that gathers every problem before raising."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from dataclasses import dataclass, field
 
 class PopRokError(ValueError):
     """Input that does not look like POP-ROK: the message names the file and what to do."""
-
 
 
 @dataclass

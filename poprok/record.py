@@ -30,4 +30,3 @@ KEY_MAP = {
     55: "Splash Cymbal",
 }
 KEY_MAP_FIELD = "key_map_drum_note_labels"
-

@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 import numpy as np
 from datasets.utils.file_utils import xopen
@@ -27,7 +27,7 @@ from poprok.record import ARCHIVES, BITS_PER_SAMPLE, CHANNELS, SAMPLE_RATE, ZENO
 from poprok.splits import FOLD_SPLITS
 
 
-def archive_sources(data_dir: Optional[str], base_url: Optional[str]) -> dict[str, tuple[str, bool]]:
+def archive_sources(data_dir: str | None, base_url: str | None) -> dict[str, tuple[str, bool]]:
     """Each archive's (file or URL, False), or (folder, True) for an extracted copy in data_dir.
 
     In order: data_dir, then base_url, then Zenodo.
@@ -43,7 +43,9 @@ def archive_sources(data_dir: Optional[str], base_url: Optional[str]) -> dict[st
     return {kind: (f"{base}/{name}{suffix}", False) for kind, name in ARCHIVES.items()}
 
 
-def source_members(kind: str, where: str, extracted: bool, download_config=None, **checks) -> Iterable[tuple[str, bytes]]:
+def source_members(
+    kind: str, where: str, extracted: bool, download_config=None, **checks
+) -> Iterable[tuple[str, bytes]]:
     """(path, bytes) of the ``kind`` files below an extracted folder, or of an archive read end to end and
     checked (``checks``: CheckedTarGz's keywords); a URL is read as it arrives, through datasets' xopen."""
     if extracted:
@@ -67,7 +69,9 @@ class LoopReader:
         self.wav_files = 0
         self.audio_seconds = 0.0
 
-    def audio_rows(self, members: Iterable[tuple[str, bytes]], archive: str, require_wav: bool = True) -> Iterator[tuple[str, dict]]:
+    def audio_rows(
+        self, members: Iterable[tuple[str, bytes]], archive: str, require_wav: bool = True
+    ) -> Iterator[tuple[str, dict]]:
         """(name, row) for every good loop among the WAV archive's members (``require_wav``: at least one)."""
         for path, data in archive_errors_as_problems(members):
             self.survey.add_file(archive, path)
@@ -87,7 +91,7 @@ class LoopReader:
         for name in sorted(set(self.labels.labels) - set(wav_names)):
             self.problems.add(self.labels.labels[name].source, f"label {name!r} has no WAV in the audio archive")
 
-    def audio_row(self, path: str, name: str, data: bytes) -> Optional[dict]:
+    def audio_row(self, path: str, name: str, data: bytes) -> dict | None:
         """One example, or None after recording why the loop cannot be one."""
         try:
             loop = parse_loop_name(name)
@@ -106,7 +110,10 @@ class LoopReader:
         found = (info.sample_rate, info.bits_per_sample, info.channels)
         if found != (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS):
             expected = (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS)
-            self.problems.add(path, "is {} Hz / {}-bit / {} channel(s); POP-ROK loops are {} Hz / {}-bit / {}".format(*found, *expected))
+            self.problems.add(
+                path,
+                "is {} Hz / {}-bit / {} channel(s); POP-ROK loops are {} Hz / {}-bit / {}".format(*found, *expected),
+            )
             return None
         self.survey.add_duration(info.num_frames, loop.bpm)
         row = self.label_row(loop, path)
@@ -136,7 +143,7 @@ class LoopReader:
             **listening.columns(),
         }
 
-    def label_rows(self, split: Optional[str] = None) -> Iterator[tuple[str, dict]]:
+    def label_rows(self, split: str | None = None) -> Iterator[tuple[str, dict]]:
         """(name, row) for every good label (of ``split``), for the labels-only config, in playlist (track) order."""
         for name in sorted(self.labels.labels, key=lambda name: (name[-4:], name)):  # valid names end in the track
             source = self.labels.labels[name].source
@@ -152,7 +159,7 @@ class LoopReader:
             if row is not None:
                 yield name, row
 
-    def label_row(self, loop: LoopName, path: str) -> Optional[dict]:
+    def label_row(self, loop: LoopName, path: str) -> dict | None:
         """The label fields of a loop, checked against its name and the key map."""
         label = self.labels.labels.get(loop.name)
         if label is None:
@@ -160,14 +167,17 @@ class LoopReader:
                 self.problems.add(path, f"loop {loop.name!r} has no label in the label archive")
             return None
         if label.bpm is not None and abs(label.bpm - loop.bpm) > BPM_TOLERANCE:
-            self.problems.add(path, f"the file name says {loop.bpm} BPM, its label ({label.source}) says {label.bpm:g}")
+            self.problems.add(
+                path, f"the file name says {loop.bpm} BPM, its label ({label.source}) says {label.bpm:g}"
+            )
             return None
         instruments = [self.labels.instrument(n) for n in label.notes]
         unknown = [n for n, instrument in zip(label.notes, instruments) if instrument is None]
         if unknown:
             self.problems.add(
                 label.source,
-                f"loop {loop.name!r} plays MIDI note(s) {unknown} that neither the key map nor General MIDI percussion (35-81) names",
+                f"loop {loop.name!r} plays MIDI note(s) {unknown} that neither the key map nor General MIDI "
+                "percussion (35-81) names",
             )
             return None
         row = {
@@ -189,7 +199,6 @@ class LoopReader:
         return row
 
 
-
 def walk_files(folder: str, suffix: str) -> Iterator[str]:
     """Files below ``folder`` ending in ``suffix``, macOS junk left out."""
     for root, dirs, files in os.walk(folder):
@@ -206,7 +215,6 @@ def read_files(paths: Iterable[str]) -> Iterator[tuple[str, bytes]]:
             yield path, Path(path).read_bytes()
         except OSError as err:
             raise PopRokError(f"cannot read {path}: {err}") from err
-
 
 
 def archive_errors_as_problems(members: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:

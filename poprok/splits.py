@@ -1,5 +1,4 @@
-"""Folds and splits: which of train, validation and test each loop belongs to.
-"""
+"""Folds and splits: which of train, validation and test each loop belongs to."""
 
 from __future__ import annotations
 
@@ -25,4 +24,3 @@ def track_fold(track: int) -> int:
 def key_fold(key: str) -> int:
     """The fold (0-9) of any group key: ``int(sha256(key.encode()).hexdigest(), 16) % 10``."""
     return int(hashlib.sha256(key.encode()).hexdigest(), 16) % NUM_FOLDS
-

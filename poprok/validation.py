@@ -1,5 +1,4 @@
-"""``validate``: walk both archives once, in flat memory, and report every problem the builder would meet.
-"""
+"""``validate``: walk both archives once, in flat memory, and report every problem the builder would meet."""
 
 from __future__ import annotations
 
@@ -43,10 +42,16 @@ class ValidationReport:
         lines = ["POP-ROK validation"]
         lines += [f"  {kind} source: {where}" for kind, where in self.sources.items()]
         lines += [f"  {name}: {size:,} bytes, md5 {md5}" for name, (size, md5) in self.archives.items()]
-        lines += [f"  labels found: {self.labels}", f"  loops found:  {self.loops}", f"  audio:        {self.audio_hours:.3f} hours"]
+        lines += [
+            f"  labels found: {self.labels}",
+            f"  loops found:  {self.loops}",
+            f"  audio:        {self.audio_hours:.3f} hours",
+        ]
         lines.append(self.survey.text(self.key_map))
         notes = self.survey.notes()
-        lines.append(f"{len(notes)} note(s) on what the reader interpreted:" if notes else "nothing had to be interpreted")
+        lines.append(
+            f"{len(notes)} note(s) on what the reader interpreted:" if notes else "nothing had to be interpreted"
+        )
         lines += [f"  * {note}" for note in notes]
         if not self.problems:
             return "\n".join(lines + ["no problems found"])

@@ -33,7 +33,9 @@ def bar_windows(batch: dict, bars: int = 2) -> dict:
     if bars not in WINDOW_BARS:
         raise ValueError(f"bars must be one of {WINDOW_BARS}, got {bars!r}")
     kept = [column for column in batch if column not in _LOOP_ONLY_COLUMNS]
-    out: dict[str, list] = {column: [] for column in ("audio", *kept, "window", "start", "num_bars", "duration", "beats", "downbeats")}
+    out: dict[str, list] = {
+        column: [] for column in ("audio", *kept, "window", "start", "num_bars", "duration", "beats", "downbeats")
+    }
     for index in range(len(batch["name"])):
         name = batch["name"][index]
         bpm = batch["bpm"][index] if "bpm" in batch else None
@@ -47,7 +49,12 @@ def bar_windows(batch: dict, bars: int = 2) -> dict:
         whole = [k for k in range(loop_bars // bars) if edges[k + 1] <= len(samples)]
         beats, downbeats = beat_grid(bpm, bars)
         for k in whole:
-            out["audio"].append({"bytes": wav_bytes(samples[edges[k] : edges[k + 1]], SAMPLE_RATE), "path": f"{name}_{bars}bar_{k}.wav"})
+            out["audio"].append(
+                {
+                    "bytes": wav_bytes(samples[edges[k] : edges[k + 1]], SAMPLE_RATE),
+                    "path": f"{name}_{bars}bar_{k}.wav",
+                }
+            )
             for column in kept:
                 out[column].append(batch[column][index])
             out["window"].append(k)
@@ -79,4 +86,3 @@ def _pcm16(cell, name: str) -> np.ndarray:
     source = io.BytesIO(cell["bytes"]) if cell.get("bytes") is not None else cell["path"]
     samples, _ = sf.read(source, dtype="int16", always_2d=True)
     return samples
-

@@ -26,8 +26,9 @@ import stat
 import sys
 import tarfile
 import zlib
-from contextlib import ExitStack, contextmanager
-from typing import BinaryIO, Callable, ContextManager, Iterator, Optional
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import BinaryIO
 
 READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a truncated or corrupt .tar.gz raises
 
@@ -201,7 +202,7 @@ def available(name: str) -> bool:
     return True
 
 
-def requested_inflater(inflater: Optional[str]) -> str:
+def requested_inflater(inflater: str | None) -> str:
     """``inflater``, or else $POP_ROK_INFLATER, or else "auto"; ValueError for a name not in INFLATERS."""
     name = inflater or os.environ.get(INFLATER_VARIABLE) or "auto"
     if name not in (*INFLATERS, "auto"):
@@ -273,17 +274,17 @@ class CheckedTarGz:
 
     def __init__(
         self,
-        opener: Callable[[], ContextManager[BinaryIO]],
+        opener: Callable[[], AbstractContextManager[BinaryIO]],
         name: str,
         *,
-        expected_size: Optional[int] = None,
-        expected_md5: Optional[str] = None,
-        discard_path: Optional[str] = None,
-        total: Optional[int] = None,
+        expected_size: int | None = None,
+        expected_md5: str | None = None,
+        discard_path: str | None = None,
+        total: int | None = None,
         progress: bool = False,
-        md5: Optional[bool] = None,
-        inflater: Optional[str] = None,
-        threads: Optional[int] = None,
+        md5: bool | None = None,
+        inflater: str | None = None,
+        threads: int | None = None,
     ):
         self.opener, self.name = opener, name
         self.expected_size, self.expected_md5, self.discard_path = expected_size, expected_md5, discard_path
@@ -291,9 +292,9 @@ class CheckedTarGz:
         # Hashing costs a quarter of the decompression: only when there is an md5 to compare or to report.
         self.want_md5 = expected_md5 is not None if md5 is None else md5
         self.requested, self.threads = requested_inflater(inflater), threads
-        self.inflater: Optional[str] = None
-        self.size: Optional[int] = None
-        self.md5: Optional[str] = None
+        self.inflater: str | None = None
+        self.size: int | None = None
+        self.md5: str | None = None
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         with ExitStack() as stack:
@@ -347,7 +348,7 @@ class CheckedTarGz:
         raise ArchiveError(f"{self.name} {what}: {advice}")
 
 
-def _progress_bar(name: str, total: Optional[int]):
+def _progress_bar(name: str, total: int | None):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="B", unit_scale=True, desc=f"Reading {name}", file=sys.stderr)

@@ -44,10 +44,11 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import requests
 from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
@@ -122,7 +123,9 @@ def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return _hash_file(path, chunk_size)[0].hexdigest()
 
 
-def _hash_file(path: str | os.PathLike, chunk_size: int = 1 << 20, digest=None, start: int = 0, end: int | None = None):
+def _hash_file(
+    path: str | os.PathLike, chunk_size: int = 1 << 20, digest=None, start: int = 0, end: int | None = None
+):
     """(md5 object, number of bytes hashed) after hashing bytes ``start:end`` into ``digest`` (default: a new one)."""
     digest, size = digest or hashlib.md5(), 0
     with open(path, "rb") as f:
@@ -258,7 +261,9 @@ def _commit(part: Path, ranges: Path, dest: Path) -> None:
 # ------------------------------------------------------------------------------------ one connection
 
 
-def _download_sequential(url, dest, http, headers, expected_size, expected_md5, retries, timeout, chunk_size, progress):
+def _download_sequential(
+    url, dest, http, headers, expected_size, expected_md5, retries, timeout, chunk_size, progress
+):
     """Fetch over one connection, resuming the part file from its end."""
     with _PartFile(dest, expected_size, progress) as part:
 
@@ -524,7 +529,9 @@ class _Schedule:
 class _RangedDownload:
     """One pass of a multi-range download into a preallocated part file; see the module docstring."""
 
-    def __init__(self, url, dest, http, headers, expected_size, connections, retries, timeout, chunk_size, progress, hashing):
+    def __init__(
+        self, url, dest, http, headers, expected_size, connections, retries, timeout, chunk_size, progress, hashing
+    ):
         self.url, self.dest, self.http, self.headers = url, dest, http, headers
         self.expected_size, self.connections, self.retries = expected_size, connections, retries
         self.timeout, self.chunk_size, self.progress, self.hashing = timeout, chunk_size, progress, hashing
@@ -575,7 +582,9 @@ class _RangedDownload:
                 self._fetch_all(pieces, first)
         if self.hashing:
             self._hash_ahead(block=True)
-        problems = _compare(self.hashed if self.hashing else self.total, self.md5.hexdigest(), self.total, expected_md5)
+        problems = _compare(
+            self.hashed if self.hashing else self.total, self.md5.hexdigest(), self.total, expected_md5
+        )
         if not problems:
             _commit(self.part, self.ranges, self.dest)
         return problems
@@ -813,8 +822,7 @@ def _with_retries(
         if failures > retries.max_retries:
             raise DownloadError(
                 url,
-                f"giving up on {url} after {retries.max_retries} retries; last error: {error}. "
-                f"Re-run later.{note}",
+                f"giving up on {url} after {retries.max_retries} retries; last error: {error}. Re-run later.{note}",
             ) from error
         retry_after = getattr(error, "retry_after", None)
         if retry_after is None:
@@ -872,8 +880,7 @@ def zenodo_record_files(
     if not isinstance(files, list) or not files:
         raise DownloadError(
             api_url,
-            f"{api_url} lists no files (is it a /api/records/<id> URL, and is the record "
-            f"public and not embargoed?)",
+            f"{api_url} lists no files (is it a /api/records/<id> URL, and is the record public and not embargoed?)",
         )
     result = {}
     for entry in files:

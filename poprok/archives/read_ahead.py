@@ -1,11 +1,10 @@
-"""Reading an iterable in a thread, a few items ahead of its consumer, so reading overlaps processing.
-"""
+"""Reading an iterable in a thread, a few items ahead of its consumer, so reading overlaps processing."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 READ_AHEAD = 4  # members (about 10 MB of WAV) read ahead of the rows being written
 

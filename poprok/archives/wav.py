@@ -81,8 +81,19 @@ def wav_bytes(audio_int16: np.ndarray, sample_rate: int) -> bytes:
     channels = 1 if audio_int16.ndim == 1 else audio_int16.shape[1]
     data = np.ascontiguousarray(audio_int16, dtype="<i2").tobytes()
     header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 1,
-        channels, sample_rate, sample_rate * channels * 2, channels * 2, 16,
-        b"data", len(data),
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(data),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        sample_rate,
+        sample_rate * channels * 2,
+        channels * 2,
+        16,
+        b"data",
+        len(data),
     )
     return header + data

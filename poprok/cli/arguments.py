@@ -19,7 +19,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data-dir", help="folder holding the two archives, or their extracted contents")
     source.add_argument("--base-url", help=f"URL prefix under which the two archives live (also ${BASE_URL_ENV})")
-    parser.add_argument("--record-url", help=f"Zenodo record API URL for --verify/--online (default {ZENODO_RECORD_API})")
+    parser.add_argument(
+        "--record-url", help=f"Zenodo record API URL for --verify/--online (default {ZENODO_RECORD_API})"
+    )
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +30,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--on-error", choices=ON_ERROR, help="raise (default): fail listing every problem; skip: leave bad loops out"
     )
-    parser.add_argument("--verify", action="store_true", help="check downloaded archives' size and md5 against the record")
+    parser.add_argument(
+        "--verify", action="store_true", help="check downloaded archives' size and md5 against the record"
+    )
     parser.add_argument("--connections", type=int, help="byte ranges to download at once (default 4)")
 
 

@@ -13,7 +13,10 @@ def register(commands) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=SAMPLE_LAYOUTS, default="per-loop")
     parser.add_argument(
-        "--labels", choices=SAMPLE_LABELS, default="plain", help="varied: labels in many shapes, as the real archive might"
+        "--labels",
+        choices=SAMPLE_LABELS,
+        default="plain",
+        help="varied: labels in many shapes, as the real archive might",
     )
     parser.set_defaults(run=run)
 

@@ -34,5 +34,7 @@ def show_rows(path: str, config: str, rows: int, streaming: bool = False) -> str
         if "audio" in row:
             samples = row["audio"].get_all_samples()
             row["audio"] = f"{tuple(samples.data.shape)} samples at {samples.sample_rate} Hz"
-        lines.append(json.dumps({k: v for k, v in row.items() if k not in ("beats", "downbeats", "onsets")}, default=str))
+        lines.append(
+            json.dumps({k: v for k, v in row.items() if k not in ("beats", "downbeats", "onsets")}, default=str)
+        )
     return "\n".join(lines)

@@ -12,7 +12,9 @@ from poprok.validation import validate
 def register(commands) -> None:
     parser = commands.add_parser("validate", help="walk both archives and report every problem (exit 0: none)")
     add_source_arguments(parser)
-    parser.add_argument("--online", action="store_true", help="also check the archives' size and md5 against the record")
+    parser.add_argument(
+        "--online", action="store_true", help="also check the archives' size and md5 against the record"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     parser.set_defaults(run=run)
 

@@ -1,12 +1,11 @@
-"""Every label of the label archive, with the key map, the problems found reading it and the survey of its shapes.
-"""
+"""Every label of the label archive, with the key map, the problems found reading it and the survey of its shapes."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
 
 from poprok.errors import PopRokError, Problems
 from poprok.labels.general_midi import GM_PERCUSSION
@@ -33,7 +32,7 @@ class LabelSet:
         """General MIDI percussion notes the labels play that the key map does not name (read_labels counts them)."""
         return sorted(self.survey.outside_key_map)
 
-    def instrument(self, note: int) -> Optional[str]:
+    def instrument(self, note: int) -> str | None:
         """A note's class name: the key map's, else General MIDI's; None for a note outside both."""
         return self.key_map.get(note) or GM_PERCUSSION.get(note)
 
@@ -82,7 +81,9 @@ def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
         elif isinstance(document, list):
             shape, entries = "records", _records(document, path, problems)
         else:
-            problems.add(path, f"expected an object keyed by loop name or a list of records, got a {json_type(document)}")
+            problems.add(
+                path, f"expected an object keyed by loop name or a list of records, got a {json_type(document)}"
+            )
             continue
         survey.documents[shape] += 1
         for key, value in entries:
@@ -92,7 +93,9 @@ def read_labels(members: Iterable[tuple[str, bytes]]) -> LabelSet:
     for label in found.labels.values():
         survey.outside_key_map.update(n for n in label.notes if n not in found.key_map and n in GM_PERCUSSION)
     if found.json_files == 0:
-        raise PopRokError("the label archive holds no JSON file: is it pop_rok_drm_id_001_json.tar.gz? Re-download it.")
+        raise PopRokError(
+            "the label archive holds no JSON file: is it pop_rok_drm_id_001_json.tar.gz? Re-download it."
+        )
     return found
 
 
@@ -112,7 +115,9 @@ def _records(document: list, path: str, problems: Problems) -> list[tuple[str, d
     for index, record in enumerate(document):
         key = first_key(label_fields(record), RECORD_NAME_KEYS) if isinstance(record, dict) else None
         if key is None or not isinstance(record[key], str):
-            problems.add(path, f"record {index} names no loop (in a 'name', 'file', 'filename' or 'id' field): {record!r:.200}")
+            problems.add(
+                path, f"record {index} names no loop (in a 'name', 'file', 'filename' or 'id' field): {record!r:.200}"
+            )
             continue
         labels.append((record[key], {k: v for k, v in record.items() if k != key}))
     return labels
@@ -142,7 +147,9 @@ def parse_key_map(entries) -> dict[int, str]:
         raise PopRokError(f"{KEY_MAP_FIELD} must be a list of {{note, label}} objects")
     key_map = {}
     for entry in entries:
-        if not (isinstance(entry, dict) and isinstance(entry.get("note"), int) and isinstance(entry.get("label"), str)):
+        if not (
+            isinstance(entry, dict) and isinstance(entry.get("note"), int) and isinstance(entry.get("label"), str)
+        ):
             raise PopRokError(f"{KEY_MAP_FIELD} entry {entry!r} is not {{'note': int, 'label': str}}")
         key_map[entry["note"]] = entry["label"]
     return key_map

@@ -1,11 +1,9 @@
-"""The loop-name grammar (``{bpm}bpm_pop_rok_drm_id_001_{track:04d}``) and which archive members are loops at all.
-"""
+"""The loop-name grammar (``{bpm}bpm_pop_rok_drm_id_001_{track:04d}``) and which archive members are loops at all."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 from poprok.errors import PopRokError
 from poprok.splits import FOLD_SPLITS, track_fold
@@ -46,14 +44,13 @@ def parse_loop_name(name: str) -> LoopName:
     )
 
 
-
 def is_junk(path: str) -> bool:
     """macOS leftovers and hidden files: never data (``._*`` AppleDouble, ``.DS_Store``, ``__MACOSX/``)."""
     parts = path.replace("\\", "/").split("/")
     return "__MACOSX" in parts or parts[-1].startswith(".")
 
 
-def loop_name_of(key: str) -> tuple[str, Optional[str]]:
+def loop_name_of(key: str) -> tuple[str, str | None]:
     """The loop name a label key or record names (base name, no extension), and how it was written if not bare."""
     base = key.replace("\\", "/").rsplit("/", 1)[-1]
     stem, dot, extension = base.rpartition(".")

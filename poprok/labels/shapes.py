@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 from poprok.errors import PopRokError
 
@@ -32,7 +32,7 @@ class Label:
     """One loop's label, normalised, with everything it said: two labels are equal when they say the same."""
 
     pitch: tuple[int, ...]  # as given: order and repeats kept
-    bpm: Optional[float]  # the tempo the label states, in BPM; None where it states none we can read
+    bpm: float | None  # the tempo the label states, in BPM; None where it states none we can read
     optional: dict  # style / time_signature: text (JSON for lists and objects), or None for null
     extra: dict  # every other key of the label, and any value we had to interpret, as given
     source: str = field(compare=False)  # the label file, for messages
@@ -62,11 +62,11 @@ def label_fields(value: dict) -> dict[str, list[str]]:
     return fields
 
 
-def first_key(fields: dict[str, list[str]], aliases: Iterable[str]) -> Optional[str]:
+def first_key(fields: dict[str, list[str]], aliases: Iterable[str]) -> str | None:
     return next((key for alias in aliases for key in fields.get(alias, [])), None)
 
 
-def _midi_note(value) -> Optional[int]:
+def _midi_note(value) -> int | None:
     """A MIDI note number from an int, an integral float or a digit string; None for anything else."""
     if isinstance(value, bool):
         return None
@@ -96,7 +96,7 @@ def read_pitch(value) -> tuple[tuple[int, ...], str]:
     return tuple(notes), " and ".join(sorted(kinds)) or "an empty list"
 
 
-def _tempo_scalar(value) -> Optional[tuple[float, bool]]:
+def _tempo_scalar(value) -> tuple[float, bool] | None:
     """(BPM, whether it came in microseconds per quarter note) from a number or numeric text, else None."""
     if isinstance(value, str):
         match = TEMPO_TEXT.fullmatch(value.strip())
@@ -114,7 +114,7 @@ def _tempo_scalar(value) -> Optional[tuple[float, bool]]:
     return value, False
 
 
-def _tempo_entry(entry) -> tuple[Optional[tuple[float, bool]], str]:
+def _tempo_entry(entry) -> tuple[tuple[float, bool] | None, str]:
     """One tempo that stands alone or in a tempo map: a number, text, ``[time, bpm]`` or an object."""
     if isinstance(entry, dict):
         key = first_key(label_fields(entry), TEMPO_OBJECT_KEYS)
@@ -126,7 +126,7 @@ def _tempo_entry(entry) -> tuple[Optional[tuple[float, bool]], str]:
     return _tempo_scalar(entry), "number"
 
 
-def read_tempo(value) -> tuple[Optional[float], str]:
+def read_tempo(value) -> tuple[float | None, str]:
     """A label's tempo in BPM and how it was read; (None, how) when its shape says nothing we can read.
 
     A list is a tempo map. ValueError for a tempo that is wrong, not merely unfamiliar: one that is not
@@ -137,7 +137,9 @@ def read_tempo(value) -> tuple[Optional[float], str]:
         return None, f"not read: {json_type(value)}"
     tempi = sorted({round(bpm, 6) for (bpm, _), _ in readings})
     if len(tempi) > 1:
-        raise ValueError(f"the tempo map changes tempo ({', '.join(f'{t:g}' for t in tempi)} BPM): the loop is not on one grid")
+        raise ValueError(
+            f"the tempo map changes tempo ({', '.join(f'{t:g}' for t in tempi)} BPM): the loop is not on one grid"
+        )
     (bpm, microseconds), kind = readings[0]
     how = "microseconds per quarter note" if microseconds else "BPM"
     if isinstance(value, list):
@@ -145,7 +147,7 @@ def read_tempo(value) -> tuple[Optional[float], str]:
     return bpm, how if kind == "number" else f"{how}, {'an object' if kind == 'objects' else kind}"
 
 
-def label_text(value) -> Optional[str]:
+def label_text(value) -> str | None:
     """A label value for a string column: text as it is, null as null, anything else as JSON (never a repr)."""
     if value is None or isinstance(value, str):
         return value
@@ -176,7 +178,9 @@ def parse_label(name: str, value, source: str) -> Label:
         if key is not None:
             optional[column] = (key, label_text(value[key]))
     # Kept as given: every key that feeds no column, and `pitch` when its form had to be interpreted.
-    feeding = {key for key, _ in optional.values()} | ({pitch_key} if pitch_shape in ("integers", "an empty list") else set())
+    feeding = {key for key, _ in optional.values()} | (
+        {pitch_key} if pitch_shape in ("integers", "an empty list") else set()
+    )
     extra = {key: item for key, item in value.items() if key not in feeding}
     return Label(
         pitch=pitch,

@@ -1,5 +1,4 @@
-"""The first-contact survey: what the archives hold as first met, every shape the reader had to interpret, counted.
-"""
+"""The first-contact survey: what the archives hold as first met, every shape the reader had to interpret, counted."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from poprok.analysis import CLIPPED_AT_LEAST, OFF_GRID_FIT, SILENT_LUFS, Listening, find_facts
 from poprok.grid import BEATS_PER_BAR, frame_at
@@ -37,14 +35,24 @@ class Survey:
     farthest: dict = field(default_factory=lambda: {"longer": 0, "shorter": 0})  # samples past / short of 8 bars
     heard: dict = field(default_factory=dict)  # loop -> what listening found (Listening.facts()), for audio facts
 
-    _COUNTERS = ("files", "documents", "label_keys", "readings", "names", "pitch_lengths", "outside_key_map", "tracks", "durations")
+    _COUNTERS = (
+        "files",
+        "documents",
+        "label_keys",
+        "readings",
+        "names",
+        "pitch_lengths",
+        "outside_key_map",
+        "tracks",
+        "durations",
+    )
 
     def add_file(self, archive: str, path: str) -> None:
         folder, _, base = path.replace("\\", "/").rpartition("/")
         extension = "macOS junk" if is_junk(path) else (Path(base).suffix.lower() or "no extension")
         self.files[(archive, folder or ".", extension)] += 1
 
-    def add_label(self, label: Label, named: Optional[str]) -> None:
+    def add_label(self, label: Label, named: str | None) -> None:
         self.readings.update(label.readings)
         if named:
             self.names[named] += 1
@@ -98,11 +106,14 @@ class Survey:
             "label_keys": keys,
             "tempo_read_as": readings.get("tempo", {}),
             "pitch_read_as": readings.get("pitch", {}),
-            "pitch_lengths": {"min": lengths[0], "median": statistics.median(lengths), "max": lengths[-1]} if lengths else None,
+            "pitch_lengths": {"min": lengths[0], "median": statistics.median(lengths), "max": lengths[-1]}
+            if lengths
+            else None,
             "pitch_lists_repeating_a_note": self.repeating_pitch,
             "loop_names_in_labels": dict(sorted(self.names.items())),
             "notes_outside_key_map": {
-                str(note): {"name": GM_PERCUSSION[note], "loops": loops} for note, loops in sorted(self.outside_key_map.items())
+                str(note): {"name": GM_PERCUSSION[note], "loops": loops}
+                for note, loops in sorted(self.outside_key_map.items())
             },
             "key_map": {str(note): name for note, name in key_map.items()},
             "tracks_shared_by_several_loops": shared,
@@ -120,8 +131,16 @@ class Survey:
 
     def notes(self) -> list[str]:
         """What the reader had to interpret or should be known, one short phrase each."""
-        notes = [f"{count} label document(s) {shape}" for shape, count in sorted(self.documents.items()) if shape not in ("keyed", "key map")]
-        notes += [f"{count} {what} read as {how}" for (what, how), count in sorted(self.readings.items()) if how not in ("integers", "BPM")]
+        notes = [
+            f"{count} label document(s) {shape}"
+            for shape, count in sorted(self.documents.items())
+            if shape not in ("keyed", "key map")
+        ]
+        notes += [
+            f"{count} {what} read as {how}"
+            for (what, how), count in sorted(self.readings.items())
+            if how not in ("integers", "BPM")
+        ]
         notes += [f"{count} loop name(s) in labels {how}" for how, count in sorted(self.names.items())]
         cased = sorted({str(key) for key, _ in self.label_keys if str(key) != str(key).lower()})
         if cased:
@@ -146,7 +165,9 @@ class Survey:
                 counts = ", ".join(f"{count} {extension}" for extension, count in extensions.items())
                 lines.append(f"  {archive}: {folder}/ {counts}")
         lines.append("  label documents: " + _counts(report["label_documents"]))
-        lines.append("  label keys: " + "; ".join(f"{key} ({_counts(kinds)})" for key, kinds in report["label_keys"].items()))
+        lines.append(
+            "  label keys: " + "; ".join(f"{key} ({_counts(kinds)})" for key, kinds in report["label_keys"].items())
+        )
         lines.append("  tempo read as: " + _counts(report["tempo_read_as"]))
         lines.append("  pitch read as: " + _counts(report["pitch_read_as"]))
         if report["pitch_lengths"]:
@@ -158,9 +179,14 @@ class Survey:
         if report["loop_names_in_labels"]:
             lines.append("  loop names in labels: " + _counts(report["loop_names_in_labels"]))
         outside = report["notes_outside_key_map"]
-        lines.append("  notes outside the key map: " + ("; ".join(f"{n} {v['name']} ({v['loops']} loops)" for n, v in outside.items()) or "none"))
+        lines.append(
+            "  notes outside the key map: "
+            + ("; ".join(f"{n} {v['name']} ({v['loops']} loops)" for n, v in outside.items()) or "none")
+        )
         shared = report["tracks_shared_by_several_loops"]
-        first = ", ".join(f"{track}: {loops} loops" for track, loops in list(shared.items())[:10]) + (", ..." if len(shared) > 10 else "")
+        first = ", ".join(f"{track}: {loops} loops" for track, loops in list(shared.items())[:10]) + (
+            ", ..." if len(shared) > 10 else ""
+        )
         lines.append(f"  tracks shared by several loops: {len(shared)}" + (f" ({first})" if shared else ""))
         durations = report["durations_vs_8_bars"]
         if sum(durations[kind] for kind in ("exact", "longer", "shorter")):
@@ -195,9 +221,10 @@ def audio_facts_text(facts: dict) -> list[str]:
     duplicates = "; ".join(" = ".join(group) for group in facts["duplicates"][:3])
     return [
         "  audio facts (from listening to every loop; none is a problem):",
-        f"    exact duplicates (identical PCM): {len(facts['duplicates'])} group(s)" + (f" ({duplicates})" if duplicates else ""),
+        f"    exact duplicates (identical PCM): {len(facts['duplicates'])} group(s)"
+        + (f" ({duplicates})" if duplicates else ""),
         f"    clipped (>= {CLIPPED_AT_LEAST} samples at full scale): {names('clipped')}",
         f"    silent (below {SILENT_LUFS:g} LUFS, or no loudness at all): {names('silent')}",
         f"    off their grid (grid_fit < {OFF_GRID_FIT:g}): {names('off_grid')}",
-        f"    pattern groups: {groups['count']}, largest {groups['largest']} loop(s); loops a group: {spread or 'none'}",
+        f"    pattern groups: {groups['count']}, largest {groups['largest']} loop(s); sizes: {spread or 'none'}",
     ]

@@ -14,9 +14,9 @@ the download of the current card) are off while this module drives them, and bac
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Iterable, Optional
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
@@ -33,10 +33,10 @@ def publish_folder(
     configs: Iterable[str],
     *,
     private: bool = False,
-    revision: Optional[str] = None,
+    revision: str | None = None,
     create_pr: bool = False,
-    token: Optional[str] = None,
-    commit_message: Optional[str] = None,
+    token: str | None = None,
+    commit_message: str | None = None,
 ):
     """Upload ``folder`` (written for ``configs``) to ``repo_id`` in one commit; returns the CommitInfo.
 
@@ -69,7 +69,7 @@ def publish_folder(
     )
 
 
-def _remote_card(api: HfApi, repo_id: str, revision: Optional[str]) -> Optional[DatasetCard]:
+def _remote_card(api: HfApi, repo_id: str, revision: str | None) -> DatasetCard | None:
     try:
         with disable_progress_bars():  # a download bar for a few KB of YAML says nothing
             path = api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision)
@@ -78,7 +78,9 @@ def _remote_card(api: HfApi, repo_id: str, revision: Optional[str]) -> Optional[
     return DatasetCard.load(path)
 
 
-def _stale_files(api: HfApi, repo_id: str, revision: Optional[str], configs, added: set[str]) -> list[CommitOperationDelete]:
+def _stale_files(
+    api: HfApi, repo_id: str, revision: str | None, configs, added: set[str]
+) -> list[CommitOperationDelete]:
     """The pushed configs' files in the repo that the new copy does not have (an old shard count's shards)."""
     patterns = [f"data/{config}/*" for config in configs]
     return [
@@ -94,11 +96,19 @@ def _upload(api: HfApi, repo_id: str, additions: list[CommitOperationAdd], revis
     Files the repo already holds (same oid) and small files the commit carries itself count as done at once.
     """
     total = sum(addition.upload_info.size for addition in additions)
-    with hub_tqdm(total=total, desc=f"Uploading to {repo_id}", unit="B", unit_scale=True) as bar, disable_progress_bars():
+    with (
+        hub_tqdm(total=total, desc=f"Uploading to {repo_id}", unit="B", unit_scale=True) as bar,
+        disable_progress_bars(),
+    ):
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             uploads = {
                 pool.submit(
-                    api.preupload_lfs_files, repo_id, [addition], repo_type="dataset", revision=revision, create_pr=create_pr
+                    api.preupload_lfs_files,
+                    repo_id,
+                    [addition],
+                    repo_type="dataset",
+                    revision=revision,
+                    create_pr=create_pr,
                 ): addition
                 for addition in additions
             }
@@ -121,7 +131,9 @@ def merge_cards(new: DatasetCard, previous: DatasetCard, replaced: Iterable[str]
         if not kept:
             continue  # the new card's entries as they are: a lone config's dataset_info stays a mapping, not a list
         entries = kept + _entries(data.get(key))
-        entries.sort(key=lambda entry: (entry.get("config_name", "default") != "default", entry.get("config_name", "")))
+        entries.sort(
+            key=lambda entry: (entry.get("config_name", "default") != "default", entry.get("config_name", ""))
+        )
         data[key] = entries
     return DatasetCard(f"---\n{DatasetCardData(**data).to_yaml()}\n---\n{new.text}")
 

@@ -27,8 +27,9 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -83,13 +84,13 @@ def write_parquet_copy(
     card_body: str,
     card_metadata: dict,
     audio_format: str = "wav",
-    num_shards: Union[int, Mapping[str, int], None] = None,
+    num_shards: int | Mapping[str, int] | None = None,
     shard_multiple: int = 16,
     min_shards: int = 16,
     max_shard_bytes: int = 500_000_000,
     max_row_group_bytes: int = 100_000_000,
     max_row_group_rows: int = 256,
-    num_proc: Optional[int] = None,
+    num_proc: int | None = None,
 ) -> dict:
     """Write ``out_dir/data/{config}/{split}-{i:05d}-of-{n:05d}.parquet`` and ``out_dir/README.md``.
 
@@ -172,7 +173,9 @@ class _Limits(NamedTuple):
     max_row_group_rows: int
 
 
-def _check_arguments(configs, card_metadata: dict, audio_format: str, num_shards, limits: _Limits) -> dict[str, Optional[int]]:
+def _check_arguments(
+    configs, card_metadata: dict, audio_format: str, num_shards, limits: _Limits
+) -> dict[str, int | None]:
     """Refuses bad input before any work; returns each config's fixed shard count (None: sized by the limits)."""
     if audio_format not in AUDIO_FORMATS:
         raise ValueError(f"unknown audio_format {audio_format!r}: choose one of {', '.join(AUDIO_FORMATS)}")
@@ -182,7 +185,9 @@ def _check_arguments(configs, card_metadata: dict, audio_format: str, num_shards
     if empty:
         raise ValueError(f"config(s) {', '.join(empty)} have no split")
     # load_dataset refuses a split without rows ("corresponds to no data"): leave it out instead.
-    rowless = [f"{name}/{split}" for name, splits in configs.items() for split, dataset in splits.items() if not len(dataset)]
+    rowless = [
+        f"{name}/{split}" for name, splits in configs.items() for split, dataset in splits.items() if not len(dataset)
+    ]
     if rowless:
         raise ValueError(f"split(s) {', '.join(rowless)} have no rows")
     for name, value in limits._asdict().items():
@@ -233,7 +238,10 @@ def _write_config(name: str, splits, out: Path, audio_format, num_shards, limits
         row_bytes = {split: _row_nbytes(dataset) for split, dataset in prepared.items()}
         total = sum(int(sizes.sum()) for sizes in row_bytes.values())
         written = {}
-        with hf_tqdm(total=total, desc=f"Writing data/{name}", unit="B", unit_scale=True) as bar, datasets_bars_silenced():
+        with (
+            hf_tqdm(total=total, desc=f"Writing data/{name}", unit="B", unit_scale=True) as bar,
+            datasets_bars_silenced(),
+        ):
             for split, dataset in prepared.items():
                 sizes = row_bytes[split]
                 if num_shards is None:
@@ -246,7 +254,7 @@ def _write_config(name: str, splits, out: Path, audio_format, num_shards, limits
     return written
 
 
-def _prepare(name: str, splits, audio_format: str, num_proc: Optional[int], scratch: str) -> dict[str, datasets.Dataset]:
+def _prepare(name: str, splits, audio_format: str, num_proc: int | None, scratch: str) -> dict[str, datasets.Dataset]:
     """Each split's rows as the copy stores them, written batch by batch to ``scratch`` when they must change.
 
     Self-contained rows kept as they are need no pass at all, so a WAV copy reads the data only once. Rows
@@ -324,7 +332,7 @@ def _flac_cells(column: pa.ChunkedArray) -> pa.Array:
     return pa.array(cells, type=column.type)
 
 
-def _flac_path(path: Optional[str]) -> Optional[str]:
+def _flac_path(path: str | None) -> str | None:
     """``loop.wav`` -> ``loop.flac``: decoders and the viewer read the format from the name."""
     return None if path is None else os.path.splitext(path)[0] + ".flac"
 
@@ -361,7 +369,9 @@ def _count_shards(row_bytes: np.ndarray, limits: _Limits, where: str) -> int:
 
     least = max(1, min(num_rows, max(limits.min_shards, math.ceil(prefix[-1] / max_bytes))))
     if num_rows >= multiple:
-        count = next((c for c in range(math.ceil(least / multiple) * multiple, num_rows + 1, multiple) if fits(c)), None)
+        count = next(
+            (c for c in range(math.ceil(least / multiple) * multiple, num_rows + 1, multiple) if fits(c)), None
+        )
         if count is not None:
             return count
     count = next((c for c in range(least, num_rows) if fits(c)), num_rows)
@@ -369,7 +379,8 @@ def _count_shards(row_bytes: np.ndarray, limits: _Limits, where: str) -> int:
         warnings.warn(
             f"{where}: no multiple of shard_multiple={multiple} shards keeps every shard within "
             f"max_shard_bytes={limits.max_shard_bytes} (rows too large for it); writing {count} shards, which "
-            "split_dataset_by_node cannot hand out whole to every world size"
+            "split_dataset_by_node cannot hand out whole to every world size",
+            stacklevel=2,
         )
     return count
 

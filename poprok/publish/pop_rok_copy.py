@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import datasets
 import pyarrow as pa
@@ -45,7 +44,9 @@ def _config_names(config: str) -> list[str]:
     return list(CONFIG_NAMES) if config == "all" else [config]
 
 
-def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=None, repo_id=None, **builder_kwargs) -> dict:
+def export(
+    out_dir, config: str = "all", audio_format: str = "wav", num_shards=None, repo_id=None, **builder_kwargs
+) -> dict:
     """Write the script-free Parquet copy of ``config`` ("all" for both) with its card and figure."""
     if audio_format not in AUDIO_FORMAT_NOTES:
         raise PopRokError(f"audio_format must be one of {', '.join(AUDIO_FORMAT_NOTES)}, got {audio_format!r}")
@@ -57,7 +58,9 @@ def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=N
     summary = write_parquet_copy(
         out_dir, prepared, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, num_shards=shards
     )
-    labels = prepared["labels"] if "labels" in prepared else _with_rows(load_pop_rok(config="labels", **builder_kwargs))
+    labels = (
+        prepared["labels"] if "labels" in prepared else _with_rows(load_pop_rok(config="labels", **builder_kwargs))
+    )
     labels = datasets.concatenate_datasets(list(labels.values()))
     names = labels.features["instruments"].feature.names
     columns = labels.select_columns(["bpm", "instruments"]).to_dict()
@@ -71,7 +74,7 @@ def export(out_dir, config: str = "all", audio_format: str = "wav", num_shards=N
     return summary
 
 
-def card_body(splits: datasets.DatasetDict, audio_format: str, repo_id: Optional[str] = None) -> str:
+def card_body(splits: datasets.DatasetDict, audio_format: str, repo_id: str | None = None) -> str:
     """dataset_card.md with the repo id, the audio format and the per-split table of ``splits`` filled in."""
     return (
         CARD_TEMPLATE.read_text(encoding="utf-8")
@@ -89,12 +92,29 @@ def _with_rows(splits: datasets.DatasetDict) -> datasets.DatasetDict:
     return datasets.DatasetDict({name: split for name, split in splits.items() if split.num_rows})
 
 
-def push(repo_id: str, config: str = "all", audio_format: str = "wav", *, private=False, revision=None, create_pr=False, token=None, num_shards=None, **builder_kwargs):
+def push(
+    repo_id: str,
+    config: str = "all",
+    audio_format: str = "wav",
+    *,
+    private=False,
+    revision=None,
+    create_pr=False,
+    token=None,
+    num_shards=None,
+    **builder_kwargs,
+):
     """Export into a staging folder and publish it to ``repo_id`` in one commit; returns the CommitInfo."""
     with tempfile.TemporaryDirectory(prefix="pop_rok_push_") as staging:
         export(staging, config, audio_format, num_shards=num_shards, repo_id=repo_id, **builder_kwargs)
         return publish_folder(
-            staging, repo_id, _config_names(config), private=private, revision=revision, create_pr=create_pr, token=token,
+            staging,
+            repo_id,
+            _config_names(config),
+            private=private,
+            revision=revision,
+            create_pr=create_pr,
+            token=token,
             commit_message=f"POP-ROK {config} config(s), {audio_format} audio",
         )
 
@@ -106,7 +126,9 @@ def split_stats(splits: datasets.DatasetDict) -> list[tuple[str, list[str]]]:
     (the labels config) hours are counted as 8 bars at each loop's BPM.
     """
     columns = {
-        name: split.select_columns([c for c in ("bpm", "duration", "instruments") if c in split.column_names]).with_format("arrow")[:]
+        name: split.select_columns(
+            [c for c in ("bpm", "duration", "instruments") if c in split.column_names]
+        ).with_format("arrow")[:]
         for name, split in splits.items()
     }
     table = {"all": pa.concat_tables(columns.values()), **columns}
@@ -132,7 +154,10 @@ def split_table(splits: datasets.DatasetDict) -> str:
     """The card's Markdown table of ``split_stats``."""
     stats = split_stats(splits)
     lines = ["| | " + " | ".join(f"`{head}`" for head in stats[0][1]) + " |", "|---" * (len(stats[0][1]) + 1) + "|"]
-    lines += [f"| {what if i < 3 else f'{what} (share of rows)'} | " + " | ".join(values) + " |" for i, (what, values) in enumerate(stats[1:])]
+    lines += [
+        f"| {what if i < 3 else f'{what} (share of rows)'} | " + " | ".join(values) + " |"
+        for i, (what, values) in enumerate(stats[1:])
+    ]
     return "\n".join(lines)
 
 

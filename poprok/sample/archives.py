@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from poprok.archives.tar_writer import TarGzWriter
 from poprok.archives.wav import wav_bytes
@@ -34,7 +34,7 @@ class SampleLoop:
 
 
 def _sample_tracks(rng, loops: int) -> list[int]:
-    """Random track numbers, drawn without regard to folds: a small sample may leave a split empty, as real subsets do."""
+    """Random track numbers, drawn without regard to folds: a small sample may leave a split empty, as subsets do."""
     return sorted(rng.sample(range(1, 10000), loops))
 
 
@@ -43,7 +43,12 @@ _VARIED_LABELS = (
     lambda loop: {"pitch": list(reversed(loop.notes)), "tempo": round(60_000_000 / loop.bpm)},  # microseconds per beat
     lambda loop: {"Pitch": [float(n) for n in loop.notes], "BPM": f"{loop.bpm} BPM"},
     lambda loop: {"pitch": [{"note": n, "velocity": 100} for n in loop.notes], "tempo": [[0.0, loop.bpm]]},
-    lambda loop: {"pitch": [str(n) for n in loop.notes], "tempo": {"bpm": loop.bpm}, "time_signature": "4/4", "timesig": [4, 4]},
+    lambda loop: {
+        "pitch": [str(n) for n in loop.notes],
+        "tempo": {"bpm": loop.bpm},
+        "time_signature": "4/4",
+        "timesig": [4, 4],
+    },
     lambda loop: {"pitch": [*loop.notes, *loop.notes], "tempo": [float(loop.bpm)], "style": None},
 )
 
@@ -76,7 +81,9 @@ def make_sample(
     json_folder = "pop_rok_drm_id_001_json/" if per_loop else ""
     with TarGzWriter(out / ARCHIVES["wav"], compresslevel) as tar:
         for loop in sample:
-            audio, _ = render_loop(list(loop.notes), loop.bpm, bars=BARS_PER_LOOP, sample_rate=SAMPLE_RATE, seed=loop.seed)
+            audio, _ = render_loop(
+                list(loop.notes), loop.bpm, bars=BARS_PER_LOOP, sample_rate=SAMPLE_RATE, seed=loop.seed
+            )
             tar.add(f"{wav_folder}{loop.name}.wav", wav_bytes(audio, SAMPLE_RATE))
             if per_loop:
                 tar.add_macos_junk(f"{wav_folder}{loop.name}.wav")

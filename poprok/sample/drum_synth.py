@@ -31,8 +31,7 @@ NOTES = (KICK, RIMSHOT, SNARE, CLOSED_HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE, CHI
 
 # Stereo position per voice, -1 (left) .. +1 (right): enough to make the
 # channels differ the way a panned kit does.
-PAN = {36: 0.0, 37: 0.1, 38: 0.05, 42: -0.35, 44: -0.3, 46: -0.35,
-       49: -0.5, 51: 0.4, 52: 0.6, 53: 0.4, 55: -0.2}
+PAN = {36: 0.0, 37: 0.1, 38: 0.05, 42: -0.35, 44: -0.3, 46: -0.35, 49: -0.5, 51: 0.4, 52: 0.6, 53: 0.4, 55: -0.2}
 
 PEAK_DBFS = -1.0
 NOISE_FLOOR_LSB = 24  # as loud as uniform +-24 LSB (about -67 dBFS RMS): room tone/hiss
@@ -109,9 +108,11 @@ def _synthesise(note: int, sr: int) -> np.ndarray:
         wires = _band(noise(t), sr, 1500, 9000)
         return _finish(0.7 * tone * np.exp(-t / 0.05) + wires * np.exp(-t / 0.08), 0.85)
     if note in (CLOSED_HAT, PEDAL_HAT, OPEN_HAT):
-        decay, seconds, level = {CLOSED_HAT: (0.03, 0.15, 0.35),
-                                 PEDAL_HAT: (0.018, 0.1, 0.25),
-                                 OPEN_HAT: (0.25, 0.9, 0.35)}[note]
+        decay, seconds, level = {
+            CLOSED_HAT: (0.03, 0.15, 0.35),
+            PEDAL_HAT: (0.018, 0.1, 0.25),
+            OPEN_HAT: (0.25, 0.9, 0.35),
+        }[note]
         t = _time(sr, seconds)
         hiss = _band(0.6 * _metal(t, 1.6) + noise(t), sr, 7000)
         if note == PEDAL_HAT:  # the "chick" of the closing cymbals
@@ -140,7 +141,7 @@ def _synthesise(note: int, sr: int) -> np.ndarray:
     raise ValueError(f"no voice for MIDI note {note}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def voices(sample_rate: int = SAMPLE_RATE) -> dict[int, np.ndarray]:
     """Dry mono float32 voice per GM note, synthesised once per sample rate."""
     return {note: _synthesise(note, sample_rate) for note in NOTES}
@@ -149,7 +150,7 @@ def voices(sample_rate: int = SAMPLE_RATE) -> dict[int, np.ndarray]:
 VOICES = voices(SAMPLE_RATE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stereo_voices(sample_rate: int) -> dict[int, np.ndarray]:
     """Voices with a short room and panning baked in, so rendering only adds.
 
@@ -165,16 +166,19 @@ def _stereo_voices(sample_rate: int) -> dict[int, np.ndarray]:
         angle = (PAN[note] + 1) * np.pi / 4  # equal-power pan law
         gains = (np.cos(angle), np.sin(angle))
         channels = [
-            g * (np.pad(dry, (0, len(t) - 1)) + ROOM_WET * _convolve(dry, room))
-            for g, room in zip(gains, rooms)
+            g * (np.pad(dry, (0, len(t) - 1)) + ROOM_WET * _convolve(dry, room)) for g, room in zip(gains, rooms)
         ]
         out[note] = np.stack(channels, axis=1).astype(np.float32)
     return out
 
 
-def pattern(notes, bars: int = 8, steps_per_beat: int = STEPS_PER_BEAT,
-            beats_per_bar: int = BEATS_PER_BAR,
-            rng: np.random.Generator | None = None) -> list[tuple[int, int, int]]:
+def pattern(
+    notes,
+    bars: int = 8,
+    steps_per_beat: int = STEPS_PER_BEAT,
+    beats_per_bar: int = BEATS_PER_BAR,
+    rng: np.random.Generator | None = None,
+) -> list[tuple[int, int, int]]:
     """A pop-rock groove playing exactly ``notes``, as sorted (step, note, velocity).
 
     Every beat gets at least one hit (so the beat grid can be checked from
@@ -259,8 +263,9 @@ def pattern(notes, bars: int = 8, steps_per_beat: int = STEPS_PER_BEAT,
     return sorted((s, n, v) for (s, n), v in hits.items())
 
 
-def render_loop(notes, bpm: float, bars: int = 8, sample_rate: int = SAMPLE_RATE,
-                seed: int = 0) -> tuple[np.ndarray, list[tuple[float, int]]]:
+def render_loop(
+    notes, bpm: float, bars: int = 8, sample_rate: int = SAMPLE_RATE, seed: int = 0
+) -> tuple[np.ndarray, list[tuple[float, int]]]:
     """Render a 4/4 loop of ``notes`` at ``bpm``; deterministic per ``seed``.
 
     Returns int16 audio of shape (n_samples, 2), exactly
