@@ -1,8 +1,11 @@
-"""examples/torch_loader.py on an exported sample: batch shapes, true audio and targets, and every 2-bar window
-exactly once per epoch, across DataLoader workers and across the ranks split_dataset_by_node makes."""
+"""examples/torch_loader.py on an exported copy: batch shapes, true audio and targets, every 2-bar window exactly
+once per epoch across workers, and under a real torchrun each rank its own disjoint part, together all of it."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import re
 import subprocess
 import sys
@@ -10,133 +13,123 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+import soundfile as sf
 import torch
 
 import pop_rok
-import pop_rok_publish
-import pop_rok_sample
-from drum_synth import render_loop
 from examples import torch_loader
 
+ROOT = Path(__file__).resolve().parents[1]
 WINDOWS_PER_LOOP = pop_rok.BARS_PER_LOOP // torch_loader.BARS
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def copy(tmp_path_factory):
-    """A Parquet copy of 6 generated loops (4 train shards of one loop each, 1 validation, 1 test), and the loops."""
-    archives = tmp_path_factory.mktemp("loader_archives")
-    manifest = pop_rok_sample.make_sample(archives, loops=6, seed=3, layout="aggregated")
-    out = tmp_path_factory.mktemp("loader_copy")
-    pop_rok_publish.export(out, config="default", data_dir=str(archives), cache_dir=str(tmp_path_factory.mktemp("loader_cache")))
-    return str(out), {loop.name: loop for loop in manifest}
+    """A WAV Parquet copy of 12 generated loops and its windows' true samples: the copy tests/test_training_loader.py
+    uses (same folder, same commands), so a session that runs both makes it once."""
+    base = tmp_path_factory.getbasetemp() / "pop_rok_training_copies"
+    command = [sys.executable, str(ROOT / "pop_rok.py")]
+    if not (base / "archives").exists():
+        subprocess.run(
+            [*command, "sample", str(base / "archives"), "--loops", "12", "--seed", "3"], check=True, timeout=300
+        )
+    if not (base / "wav").exists():
+        export = [
+            "export",
+            str(base / "wav"),
+            "--data-dir",
+            str(base / "archives"),
+            "--cache-dir",
+            f"{base}/wav-cache",
+        ]
+        subprocess.run([*command, *export, "--config", "default", "--audio-format", "wav"], check=True, timeout=300)
+    windows, rows = {}, {}
+    for file in sorted((base / "wav" / "data" / "default").glob("*.parquet")):
+        table = pq.read_table(file)
+        for row in table.select(["name", "fold", "instruments"]).to_pylist():
+            rows[row["name"]] = row
+        out = pop_rok.bar_windows(table.to_pydict(), bars=torch_loader.BARS)
+        for name, k, audio in zip(out["name"], out["window"], out["audio"]):
+            windows[name, int(k)] = sf.read(io.BytesIO(audio["bytes"]), dtype="int16", always_2d=True)[0].T
+    return str(base / "wav"), windows, rows
 
 
-def split_windows(loops: dict, split: str) -> Counter:
+def split_windows(rows: dict, split: str) -> Counter:
     """Every (name, window) of the loops whose fold ``split`` (or a sum like train+test) holds, once."""
     wanted = split.split("+")
     return Counter(
-        (name, k) for name, loop in loops.items() if pop_rok.FOLD_SPLITS[pop_rok.track_fold(loop.track)] in wanted
+        (name, k) for name, row in rows.items() if pop_rok.FOLD_SPLITS[row["fold"]] in wanted
         for k in range(WINDOWS_PER_LOOP)
-    )
+    )  # fmt: skip
 
 
-def window_edges(bpm: int, k: int) -> tuple[int, int]:
-    """Window k's first and end sample, from the issue's formula."""
-    length = torch_loader.BARS * pop_rok.BEATS_PER_BAR * 60 / bpm * pop_rok.SAMPLE_RATE
-    return round(k * length), round((k + 1) * length)
-
-
-def check_batch(batch: dict, loops: dict, rendered: dict) -> None:
+def check_batch(batch: dict, windows: dict, rows: dict) -> None:
     """Shapes, zero padding, the window's own stereo samples, and its loop's instruments as a multi-hot."""
     size = len(batch["name"])
-    audio, lengths, targets = batch["audio"], batch["lengths"], batch["targets"]
+    audio, lengths, target = batch["audio"], batch["lengths"], batch["target"]
     assert audio.dtype == torch.float32 and audio.shape == (size, 2, int(lengths.max()))
-    assert targets.shape == (size, len(pop_rok.KEY_MAP)) and batch["window"].shape == (size,)
+    assert target.shape == (size, len(pop_rok.KEY_MAP)) and batch["window"].shape == (size,)
     for i, (name, k) in enumerate(zip(batch["name"], batch["window"].tolist())):
-        loop = loops[name]
-        start, end = window_edges(loop.bpm, k)
-        assert lengths[i] == end - start
-        if name not in rendered:
-            rendered[name] = render_loop(list(loop.notes), loop.bpm, bars=pop_rok.BARS_PER_LOOP, sample_rate=44100, seed=loop.seed)[0]
-        np.testing.assert_array_equal(audio[i, :, : end - start].numpy(), rendered[name][start:end].T / 32768.0)
-        assert not audio[i, :, end - start :].any()
-        assert targets[i].tolist() == [float(note in loop.notes) for note in pop_rok.KEY_MAP]
-
-
-def epoch(loader, loops: dict) -> tuple[Counter, list[tuple[str, int]], list[dict]]:
-    """One epoch, each batch checked: how often each (name, window) came, in what order, and the batches."""
-    rendered: dict = {}
-    batches = list(loader)
-    for batch in batches:
-        check_batch(batch, loops, rendered)
-    order = [pair for batch in batches for pair in zip(batch["name"], batch["window"].tolist())]
-    return Counter(order), order, batches
+        truth = windows[name, k]
+        assert lengths[i] == truth.shape[1]
+        np.testing.assert_array_equal(audio[i, :, : truth.shape[1]].numpy(), truth / 32768.0)
+        assert not audio[i, :, truth.shape[1] :].any()
+        assert target[i].tolist() == [float(c in rows[name]["instruments"]) for c in range(len(pop_rok.KEY_MAP))]
 
 
 def test_train_split_with_two_workers_gives_every_window_once(copy):
-    path, loops = copy
-    loader = torch_loader.make_loader(path, "train", batch_size=3, workers=2, shuffle_buffer=0)
-    assert loader.num_workers == 2  # 4 shards: two each
-    seen, _, batches = epoch(loader, loops)
-    assert seen == split_windows(loops, "train") and len(seen) == 4 * WINDOWS_PER_LOOP
-    assert {batch["audio"].shape[0] for batch in batches} <= {1, 2, 3}
+    path, windows, rows = copy
+    loader = torch_loader.make_loader(path, "train", batch_size=3, workers=2)
+    assert loader.num_workers == 2 and loader.pin_memory == torch.cuda.is_available()
+    summary = torch_loader.run_epoch(loader)
+    assert Counter(summary["windows"]) == split_windows(rows, "train")
+    batches = list(loader)
+    for batch in batches:
+        check_batch(batch, windows, rows)
+    assert {len(batch["name"]) for batch in batches} <= {1, 2, 3}
     assert any(len(set(batch["lengths"].tolist())) > 1 for batch in batches)  # tempi mixed: padding was needed
 
 
-def test_all_splits_shuffled_give_every_loop_window_once(copy):
-    path, loops = copy
-    loader = torch_loader.make_loader(path, pop_rok.ALL_SPLITS, batch_size=4, workers=2, seed=1)
-    seen, order, _ = epoch(loader, loops)
-    assert seen == split_windows(loops, pop_rok.ALL_SPLITS) and len(seen) == len(loops) * WINDOWS_PER_LOOP
-    # Unshuffled, one worker reads a loop and yields its windows 0, 1, 2, 3: shuffled, some loop's are not.
-    assert any([k for other, k in order if other == name] != list(range(WINDOWS_PER_LOOP)) for name in loops)
+def test_every_split_shuffled_gives_every_window_once_and_epochs_differ(copy):
+    path, _, rows = copy
+    splits = "+".join(sorted({pop_rok.FOLD_SPLITS[row["fold"]] for row in rows.values()}))
+    loader = torch_loader.make_loader(path, splits, batch_size=4, workers=2, seed=1)
+    first, second = torch_loader.run_epoch(loader, 0)["windows"], torch_loader.run_epoch(loader, 1)["windows"]
+    assert Counter(first) == Counter(second) == split_windows(rows, splits) and first != second
 
 
-def test_a_split_with_fewer_shards_than_workers_still_gives_every_window_once(copy):
-    path, loops = copy
-    loader = torch_loader.make_loader(path, "validation", batch_size=3, workers=2, shuffle_buffer=0)
-    assert loader.num_workers == 1  # one shard: no idle worker
-    seen, _, _ = epoch(loader, loops)
-    assert seen == split_windows(loops, "validation") and len(seen) == WINDOWS_PER_LOOP
+def test_main_runs_one_epoch_and_prints_a_summary(copy, capsys, tmp_path):
+    path, _, rows = copy
+    out = tmp_path / "windows-{rank}.json"
+    argv = [path, "--split", "train", "--batch-size", "8", "--workers", "2", "--windows-out", str(out)]
+    assert torch_loader.main(argv) == 0
+    count = sum(split_windows(rows, "train").values())
+    assert re.fullmatch(
+        rf"train: \d+ batches, {count} 2-bar windows, [0-9.]+ s with 2 worker\(s\)\n", capsys.readouterr().out
+    )
+    assert Counter(map(tuple, json.loads((tmp_path / "windows-0.json").read_text()))) == split_windows(rows, "train")
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
-def test_ranks_share_the_windows_disjointly_and_completely(copy, world_size):
-    """2 ranks get 2 of the 4 train shards each, so whole loops; 3 do not divide 4, so datasets has every rank
-    read every loop and keep every third window: still each window once, at three times the reading."""
-    path, loops = copy
-    seen: Counter = Counter()
-    for rank in range(world_size):
-        loader = torch_loader.make_loader(path, "train", batch_size=4, workers=2, rank=rank, world_size=world_size, shuffle_buffer=0)
-        mine, _, _ = epoch(loader, loops)
-        assert mine and not set(mine) & set(seen)
-        whole_loops = all(mine[(name, k)] == 1 for name, _ in mine for k in range(WINDOWS_PER_LOOP))
-        assert whole_loops == (world_size == 2)
-        seen += mine
-    assert seen == split_windows(loops, "train")
-
-
-def test_main_runs_one_epoch_and_prints_a_summary(copy, capsys):
-    path, _ = copy
-    assert torch_loader.main([path, "--split", "validation", "--batch-size", "3", "--workers", "2", "--shuffle-buffer", "0"]) == 0
-    assert capsys.readouterr().out.startswith("validation: 2 batches, 4 2-bar windows, ")
-
-
-def test_under_torchrun_each_rank_loads_its_own_half(copy, tmp_path):
-    """torch.distributed initialised by the script as torchrun launches it (2 processes, loopback): the ranks
-    find their rank and world size themselves and split the 4 train loops 2 and 2."""
-    path, loops = copy
-    script = Path(torch_loader.__file__)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), path, "--shuffle-buffer", "0"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_under_torchrun_the_ranks_read_disjoint_parts_that_make_the_whole(copy, tmp_path):
+    """torch.distributed initialised by the script as torchrun launches it (2 processes, loopback, gloo): each rank
+    finds its rank and world size, reads its own row groups, and writes the (name, window) pairs it read."""
+    path, _, rows = copy
+    script = ROOT / "examples" / "torch_loader.py"
+    out = tmp_path / "rank-{rank}.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+               path, "--workers", "2", "--windows-out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # as an installed package: no sys.path edit in the script
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    summaries = dict(re.findall(r"^rank (\d) of 2, train: \d+ batches, (\d+) 2-bar windows", done.stdout, re.MULTILINE))
-    half = str(sum(split_windows(loops, "train").values()) // 2)
-    assert summaries == {"0": half, "1": half}, done.stdout
+    assert set(re.findall(r"^rank (\d) of 2, train: ", done.stdout, re.MULTILINE)) == {"0", "1"}, done.stdout
+    ranks = [Counter(map(tuple, json.loads((tmp_path / f"rank-{rank}.json").read_text()))) for rank in (0, 1)]
+    assert ranks[0] and ranks[1] and not set(ranks[0]) & set(ranks[1])
+    assert max(ranks[0].values()) == max(ranks[1].values()) == 1
+    assert ranks[0] + ranks[1] == split_windows(rows, "train")
 
 
 def test_a_split_the_copy_lacks_is_named(copy):
-    path, _ = copy
     with pytest.raises(ValueError, match="holdout"):
-        torch_loader.make_loader(path, "holdout", workers=0)
+        torch_loader.make_loader(copy[0], "holdout", workers=0)
