@@ -143,9 +143,8 @@ def datasets_stall(copy: Path) -> float:
 
 def shared_memory_floor(windows: int) -> float:
     """Windows per second of only making the batches a worker hands over: shared memory, filled (no reading)."""
-    window = np.ones(
-        (2, frame_at(BARS * BEATS_PER_BAR, 100, pop_rok.SAMPLE_RATE)), dtype=np.float32
-    )  # 100 BPM: longest
+    longest = frame_at(BARS * BEATS_PER_BAR, 100, pop_rok.SAMPLE_RATE)  # at 100 BPM, the slowest tempo
+    window = np.ones((2, longest), dtype=np.float32)
     start = time.perf_counter()
     for _ in range(windows // BATCH):
         batch = torch.empty((BATCH, *window.shape)).share_memory_()
