@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -11,6 +12,19 @@ import pop_rok
 from poprok.sample import archives as sample_archives
 
 REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_shared: needs ../shared (the real example previews); fails under CI")
+
+
+def pytest_runtest_setup(item):
+    """A test marked needs_shared without ../shared/real-examples: a failure when CI is set, else a skip."""
+    if item.get_closest_marker("needs_shared") is None or REAL_EXAMPLES.is_dir():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{REAL_EXAMPLES} is missing, and CI is set: the real-example tests must run", pytrace=False)
+    pytest.skip(f"{REAL_EXAMPLES} is missing")
 
 
 @pytest.fixture(scope="session")

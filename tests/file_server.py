@@ -3,6 +3,9 @@
 Tests and benchmarks serve generated archives with it, to stand in for Zenodo or a mirror, and read
 ``bytes_sent`` to prove that streaming reads only a small part of an archive. It honours ``Range``
 (``bytes=N-`` and ``bytes=N-M``) and can cap each connection's speed the way busy public servers do.
+
+Observations, for tests: ``connections`` counts the TCP connections accepted (against ``requests``, it shows
+keep-alive reuse), and ``last_byte_sent(name)`` is an event set once an answer has sent a file's last byte.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class FileServer:
         self.rate_per_connection = rate_per_connection
         self.bytes_sent: dict[str, int] = defaultdict(int)
         self.requests: list[tuple[str, str, dict]] = []
+        self.connections = 0
+        self._last_byte: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -46,7 +51,12 @@ class FileServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def __enter__(self) -> "FileServer":
+    def last_byte_sent(self, name: str) -> threading.Event:
+        """Set once an answer has sent the last byte of ``name`` (never, while a reader holds back the rest)."""
+        with self._lock:
+            return self._last_byte.setdefault(name, threading.Event())
+
+    def __enter__(self) -> FileServer:
         self._thread.start()
         return self
 
@@ -64,6 +74,8 @@ class FileServer:
                 pass
 
             def setup(self):
+                with server._lock:
+                    server.connections += 1
                 if server.send_buffer:
                     self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.send_buffer)
                 super().setup()
@@ -121,5 +133,7 @@ class FileServer:
                             ahead = sent / server.rate_per_connection - (time.monotonic() - started)
                             if ahead > 0:
                                 time.sleep(ahead)
+                if end == size - 1:
+                    server.last_byte_sent(name).set()
 
         return Handler

@@ -1,4 +1,4 @@
-"""Missing audio libraries stop `default` before any work with a message saying what to install; `labels` needs none."""
+"""Missing audio libraries stop `default` before any work, saying what to install; `labels` needs none."""
 
 from __future__ import annotations
 
@@ -13,12 +13,25 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+def without(*packages: str) -> str:
+    """Code after which ``packages`` are absent as on a machine without them: ``import`` finds no module and
+    ``importlib.util.find_spec`` returns None (a None entry in sys.modules would trip libraries that look there)."""
+    return (
+        "import sys, importlib.machinery as machinery\n"
+        "class Missing(machinery.PathFinder):\n"
+        "    @classmethod\n"
+        "    def find_spec(cls, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {packages!r}:\n"
+        "            return None\n"
+        "        return super().find_spec(name, path, target)\n"
+        "sys.meta_path[:] = [Missing if finder is machinery.PathFinder else finder for finder in sys.meta_path]\n"
+    )
+
+
 def test_default_without_torchcodec_fails_early_with_install_advice(aggregated_sample, tmp_path):
     folder, _ = aggregated_sample
-    # A None entry in sys.modules makes `import torchcodec` raise ImportError, as on a machine without it.
     result = run_python(
-        "import sys; sys.modules['torchcodec'] = None\n"
-        "import pop_rok\n"
+        without("torchcodec") + "import pop_rok\n"
         f"pop_rok.PopRok(config_name='default', data_dir={str(folder)!r}, cache_dir={str(tmp_path)!r})\n"
     )
     assert result.returncode != 0
@@ -32,8 +45,7 @@ def test_default_without_torchcodec_fails_early_with_install_advice(aggregated_s
 def test_cli_build_reports_missing_torchcodec(aggregated_sample, tmp_path):
     folder, _ = aggregated_sample
     result = run_python(
-        "import sys; sys.modules['torchcodec'] = None\n"
-        "from poprok import cli\n"
+        without("torchcodec") + "from poprok import cli\n"
         f"sys.exit(cli.main(['build', '--data-dir', {str(folder)!r}, '--cache-dir', {str(tmp_path)!r}]))\n"
     )
     assert result.returncode == 1
@@ -43,10 +55,11 @@ def test_cli_build_reports_missing_torchcodec(aggregated_sample, tmp_path):
 def test_labels_builds_without_torch(aggregated_sample, tmp_path):
     folder, manifest = aggregated_sample
     result = run_python(
-        "import sys; sys.modules['torch'] = None; sys.modules['torchcodec'] = None\n"
-        "import pop_rok\n"
-        f"ds = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config='labels', data_dir={str(folder)!r}, cache_dir={str(tmp_path)!r})\n"
-        "print(ds.num_rows, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchcodec') and sys.modules[m]))\n"
+        without("torch", "torchcodec") + "import pop_rok\n"
+        f"ds = pop_rok.load_pop_rok(split='all', config='labels', data_dir={str(folder)!r}, "
+        f"cache_dir={str(tmp_path)!r})\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchcodec'))\n"
+        "print(ds.num_rows, loaded)\n"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[-2] == f"{len(manifest)} []"

@@ -20,13 +20,16 @@ import pop_rok
 from poprok.archives.tar_writer import TarGzWriter
 from poprok.archives.wav import wav_bytes
 from poprok.labels.names import parse_loop_name
+from poprok.labels.shapes import read_tempo
 from poprok.validation import validate
 
 ROOT = Path(pop_rok.__file__).resolve().parent
 A = "120bpm_pop_rok_drm_id_001_0001"
 B = "100bpm_pop_rok_drm_id_001_0002"
 KEY_MAP_NAMES = list(pop_rok.KEY_MAP.values())
-KEY_MAP_JSON = json.dumps({"key_map_drum_note_labels": [{"note": n, "label": l} for n, l in pop_rok.KEY_MAP.items()]})
+KEY_MAP_JSON = json.dumps(
+    {"key_map_drum_note_labels": [{"note": n, "label": name} for n, name in pop_rok.KEY_MAP.items()]}
+)
 
 
 def loop_wav(name: str, extra_frames: int = 0, bars: int = 1) -> bytes:
@@ -81,7 +84,13 @@ SHAPES = {
         {"pitch": [36, 46], "notes": [36, 46], "instruments": ["Kick", "Open Hat"], "extra": {"bpm": 120}},
     ),
     "records-filename-and-id": (
-        [("records.json", f'[{{"filename": "{A}.json", "pitch": [36], "bpm": 120}}, {{"id": "x/{B}", "pitch": [36], "bpm": 100}}]')],
+        [
+            (
+                "records.json",
+                f'[{{"filename": "{A}.json", "pitch": [36], "bpm": 120}}, '
+                f'{{"id": "x/{B}", "pitch": [36], "bpm": 100}}]',
+            )
+        ],
         {"pitch": [36], "notes": [36], "instruments": ["Kick"], "extra": {"bpm": 120}},
     ),
     "keys-in-other-case": (
@@ -90,16 +99,33 @@ SHAPES = {
     ),
     "pitch-integral-floats": (
         [("all.json", f'{{"{A}": {{"pitch": [38.0, 36.0], "bpm": 120}}}}')],
-        {"pitch": [38, 36], "notes": [36, 38], "instruments": ["Kick", "Snare"], "extra": {"pitch": [38.0, 36.0], "bpm": 120}},
+        {
+            "pitch": [38, 36],
+            "notes": [36, 38],
+            "instruments": ["Kick", "Snare"],
+            "extra": {"pitch": [38.0, 36.0], "bpm": 120},
+        },
     ),
     "pitch-digit-strings": (
         [("all.json", f'{{"{A}": {{"pitch": ["38", "36"], "bpm": 120}}}}')],
-        {"pitch": [38, 36], "notes": [36, 38], "instruments": ["Kick", "Snare"], "extra": {"pitch": ["38", "36"], "bpm": 120}},
+        {
+            "pitch": [38, 36],
+            "notes": [36, 38],
+            "instruments": ["Kick", "Snare"],
+            "extra": {"pitch": ["38", "36"], "bpm": 120},
+        },
     ),
     "pitch-note-events": (
-        [("all.json", f'{{"{A}": {{"pitch": [{{"note": 36, "velocity": 90, "time": 0.0}}, {{"pitch": 42}}], "bpm": 120}}}}')],
+        [
+            (
+                "all.json",
+                f'{{"{A}": {{"pitch": [{{"note": 36, "velocity": 90, "time": 0.0}}, {{"pitch": 42}}], "bpm": 120}}}}',
+            )
+        ],
         {
-            "pitch": [36, 42], "notes": [36, 42], "instruments": ["Kick", "Closed Hat"],
+            "pitch": [36, 42],
+            "notes": [36, 42],
+            "instruments": ["Kick", "Closed Hat"],
             "extra": {"pitch": [{"note": 36, "velocity": 90, "time": 0.0}, {"pitch": 42}], "bpm": 120},
         },
     ),
@@ -126,11 +152,20 @@ SHAPES = {
         }.items()
     },
     "aliases-null-and-json-kept": (
-        [("all.json", f'{{"{A}": {{"pitch": [36], "bpm": 120, "time_signature": "4/4", "timesig": [4, 4], "style": null, "comment": null}}}}')],
+        [
+            (
+                "all.json",
+                f'{{"{A}": {{"pitch": [36], "bpm": 120, "time_signature": "4/4", "timesig": [4, 4], '
+                '"style": null, "comment": null}}',
+            )
+        ],
         {
-            "pitch": [36], "notes": [36], "instruments": ["Kick"],
+            "pitch": [36],
+            "notes": [36],
+            "instruments": ["Kick"],
             "extra": {"bpm": 120, "timesig": [4, 4], "comment": None},
-            "time_signature": "4/4", "style": None,
+            "time_signature": "4/4",
+            "style": None,
         },
     ),
     "time-signature-as-a-list": (
@@ -138,7 +173,10 @@ SHAPES = {
         {"pitch": [36], "notes": [36], "instruments": ["Kick"], "extra": {"bpm": 120}, "time_signature": "[4, 4]"},
     ),
     "two-labels-that-agree": (
-        [("a.json", f'{{"{A}": {{"pitch": [36, 38], "bpm": 120}}}}'), ("b.json", f'[{{"name": "{A}", "pitch": [36, 38], "bpm": 120}}]')],
+        [
+            ("a.json", f'{{"{A}": {{"pitch": [36, 38], "bpm": 120}}}}'),
+            ("b.json", f'[{{"name": "{A}", "pitch": [36, 38], "bpm": 120}}]'),
+        ],
         {"pitch": [36, 38], "notes": [36, 38], "instruments": ["Kick", "Snare"], "extra": {"bpm": 120}},
     ),
 }
@@ -164,7 +202,9 @@ def test_label_shape_builds_strictly_with_exact_fields(shape, tmp_path):
 def test_key_map_file_with_labels_beside_it(tmp_path):
     """One JSON holding the key map and loop labels: both are read (the key map's own names become the classes)."""
     key_map = [{"note": n, "label": f"{label} (kit)"} for n, label in pop_rok.KEY_MAP.items()]
-    document = json.dumps({"key_map_drum_note_labels": key_map, A: {"pitch": [38, 36], "bpm": 120}, B: {"pitch": [36], "bpm": 100}})
+    document = json.dumps(
+        {"key_map_drum_note_labels": key_map, A: {"pitch": [38, 36], "bpm": 120}, B: {"pitch": [36], "bpm": 100}}
+    )
     folder = write_archives(tmp_path / "data", [("pop_rok_drm_id_001_labels.json", document)])
     rows, dataset = build_rows(folder, tmp_path / "cache")
     assert dataset.features["instruments"].feature.names == [f"{n} (kit)" for n in KEY_MAP_NAMES]
@@ -172,7 +212,9 @@ def test_key_map_file_with_labels_beside_it(tmp_path):
 
 
 def test_general_midi_notes_outside_the_key_map_keep_their_loop(tmp_path):
-    labels = [("all.json", json.dumps({A: {"pitch": [36, 41, 57, 41], "bpm": 120}, B: {"pitch": [40, 36], "bpm": 100}}))]
+    labels = [
+        ("all.json", json.dumps({A: {"pitch": [36, 41, 57, 41], "bpm": 120}, B: {"pitch": [40, 36], "bpm": 100}}))
+    ]
     folder = write_archives(tmp_path / "data", labels)
     rows, dataset = build_rows(folder, tmp_path / "cache")
     names = dataset.features["instruments"].feature.names
@@ -186,32 +228,61 @@ def test_general_midi_notes_outside_the_key_map_keep_their_loop(tmp_path):
         "41": {"name": "Low Floor Tom", "loops": 1},
         "57": {"name": "Crash Cymbal 2", "loops": 1},
     }
-    assert "notes outside the key map: 40 Electric Snare (1 loops); 41 Low Floor Tom (1 loops); 57 Crash Cymbal 2 (1 loops)" in dataset.info.description
+    assert (
+        "notes outside the key map: 40 Electric Snare (1 loops); 41 Low Floor Tom (1 loops); "
+        "57 Crash Cymbal 2 (1 loops)" in dataset.info.description
+    )
 
 
 # Problems: each fails a strict build naming the file and the loop.
 PROBLEMS = {
-    "tempo-map-that-changes": ([("all.json", f'{{"{A}": {{"pitch": [36], "tempo": [[0, 120], [4, 130]]}}}}')], ["all.json", A, "changes tempo"]),
-    "microseconds-that-disagree": ([("all.json", f'{{"{A}": {{"pitch": [36], "tempo": 600000}}}}')], ["all.json", A, "says 100"]),
-    "bpm-that-disagrees": ([("all.json", f'{{"{A}": {{"pitch": [36], "bpm": "125 BPM"}}}}')], ["all.json", A, "says 125"]),
+    "tempo-map-that-changes": (
+        [("all.json", f'{{"{A}": {{"pitch": [36], "tempo": [[0, 120], [4, 130]]}}}}')],
+        ["all.json", A, "changes tempo"],
+    ),
+    "microseconds-that-disagree": (
+        [("all.json", f'{{"{A}": {{"pitch": [36], "tempo": 600000}}}}')],
+        ["all.json", A, "says 100"],
+    ),
+    "bpm-that-disagrees": (
+        [("all.json", f'{{"{A}": {{"pitch": [36], "bpm": "125 BPM"}}}}')],
+        ["all.json", A, "says 125"],
+    ),
     "tempo-zero": ([("all.json", f'{{"{A}": {{"pitch": [36], "bpm": 0}}}}')], ["all.json", A, "positive"]),
-    "note-outside-general-midi": ([("all.json", f'{{"{A}": {{"pitch": [36, 99], "bpm": 120}}}}')], ["all.json", A, "99"]),
+    "note-outside-general-midi": (
+        [("all.json", f'{{"{A}": {{"pitch": [36, 99], "bpm": 120}}}}')],
+        ["all.json", A, "99"],
+    ),
     "pitch-not-integral": ([("all.json", f'{{"{A}": {{"pitch": [36.5], "bpm": 120}}}}')], ["all.json", A, "36.5"]),
     "pitch-above-127": ([("all.json", f'{{"{A}": {{"pitch": [128], "bpm": 120}}}}')], ["all.json", A, "128"]),
     "pitch-a-word": ([("all.json", f'{{"{A}": {{"pitch": ["kick"], "bpm": 120}}}}')], ["all.json", A, "kick"]),
     "pitch-not-a-list": ([("all.json", f'{{"{A}": {{"pitch": 36, "bpm": 120}}}}')], ["all.json", A]),
-    "event-without-a-note": ([("all.json", f'{{"{A}": {{"pitch": [{{"velocity": 3}}], "bpm": 120}}}}')], ["all.json", A]),
+    "event-without-a-note": (
+        [("all.json", f'{{"{A}": {{"pitch": [{{"velocity": 3}}], "bpm": 120}}}}')],
+        ["all.json", A],
+    ),
     "duplicates-differ-in-order": (
-        [("a.json", f'{{"{A}": {{"pitch": [36, 38], "bpm": 120}}}}'), ("b.json", f'{{"{A}": {{"pitch": [38, 36], "bpm": 120}}}}')],
+        [
+            ("a.json", f'{{"{A}": {{"pitch": [36, 38], "bpm": 120}}}}'),
+            ("b.json", f'{{"{A}": {{"pitch": [38, 36], "bpm": 120}}}}'),
+        ],
         ["b.json", A, "a.json"],
     ),
     "duplicates-differ-in-repeats": (
-        [("a.json", f'{{"{A}": {{"pitch": [36, 38], "bpm": 120}}}}'), ("b.json", f'{{"{A}": {{"pitch": [36, 38, 38], "bpm": 120}}}}')],
+        [
+            ("a.json", f'{{"{A}": {{"pitch": [36, 38], "bpm": 120}}}}'),
+            ("b.json", f'{{"{A}": {{"pitch": [36, 38, 38], "bpm": 120}}}}'),
+        ],
         ["b.json", A, "a.json"],
     ),
     "record-naming-no-loop": ([("r.json", '[{"pitch": [36], "bpm": 120}]')], ["r.json", "record 0"]),
     "records-twice-that-differ": (
-        [("r.json", f'[{{"name": "{A}", "pitch": [36], "bpm": 120}}, {{"name": "{A}.wav", "pitch": [38], "bpm": 120}}]')],
+        [
+            (
+                "r.json",
+                f'[{{"name": "{A}", "pitch": [36], "bpm": 120}}, {{"name": "{A}.wav", "pitch": [38], "bpm": 120}}]',
+            )
+        ],
         ["r.json", A, "labelled differently"],
     ),
     "a-json-key-twice-with-different-values": (
@@ -219,8 +290,11 @@ PROBLEMS = {
         ["all.json", A, "twice"],
     ),
     "two-key-maps-that-disagree": (
-        [("k1.json", KEY_MAP_JSON), ("k2.json", '{"key_map_drum_note_labels": [{"note": 36, "label": "Bass Drum"}]}'),
-         ("all.json", f'{{"{A}": {{"pitch": [36], "bpm": 120}}}}')],
+        [
+            ("k1.json", KEY_MAP_JSON),
+            ("k2.json", '{"key_map_drum_note_labels": [{"note": 36, "label": "Bass Drum"}]}'),
+            ("all.json", f'{{"{A}": {{"pitch": [36], "bpm": 120}}}}'),
+        ],
         ["k2.json", "k1.json", "key map"],
     ),
 }
@@ -268,7 +342,9 @@ def test_validate_json_reports_what_the_archive_holds(tmp_path):
     folder = write_archives(tmp_path / "data", labels)
     result = subprocess.run(
         [sys.executable, str(ROOT / "pop_rok.py"), "validate", "--data-dir", str(folder), "--json"],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -279,7 +355,13 @@ def test_validate_json_reports_what_the_archive_holds(tmp_path):
         pop_rok.ARCHIVES["wav"]: {"pop_rok_drm_id_001_wav": {".wav": 2}},
     }
     assert first["label_documents"] == {"bare": 1, "key map": 1, "records": 1}
-    assert first["label_keys"] == {"Pitch": {"list": 1}, "bpm": {"string": 1}, "kit": {"null": 1}, "pitch": {"list": 1}, "tempo": {"number": 1}}
+    assert first["label_keys"] == {
+        "Pitch": {"list": 1},
+        "bpm": {"string": 1},
+        "kit": {"null": 1},
+        "pitch": {"list": 1},
+        "tempo": {"number": 1},
+    }
     assert first["tempo_read_as"] == {"BPM, text with a unit": 1, "microseconds per quarter note": 1}
     assert first["pitch_read_as"] == {"integers": 2}
     assert first["pitch_lengths"] == {"min": 1, "median": 2, "max": 3}
@@ -300,3 +382,59 @@ def test_shared_track_numbers_are_reported(tmp_path):
     assert not report.problems
     assert report.to_json()["first_contact"]["tracks_shared_by_several_loops"] == {"0001": 2}
     assert "tracks shared by several loops: 1" in str(report)
+
+
+# Each tempo shape: how the first-contact report must say it was read (loop A at 120 BPM; B's plain "bpm" is
+# "BPM"), and its disagreeing twin: the same shape saying 125 BPM, which the file name's 120 contradicts.
+TEMPO_READINGS = {
+    "numeric-string": ('"120"', 120.0, "BPM, numeric text", '"125"'),
+    "string-with-unit": ('"120 BPM"', 120.0, "BPM, text with a unit", '"125 BPM"'),
+    "map-of-numbers": ("[120.0]", 120.0, "tempo map of numbers, BPM", "[125.0]"),
+    "map-of-pairs": ("[[0.0, 120.0], [8.0, 120.0]]", 120.0, "tempo map of [time, bpm] pairs, BPM", "[[0.0, 125.0]]"),
+    "map-of-objects": ('[{"time": 0, "bpm": 120}]', 120.0, "tempo map of objects, BPM", '[{"time": 0, "bpm": 125}]'),
+    "object-bpm": ('{"bpm": 120}', 120.0, "BPM, an object", '{"bpm": 125}'),
+    "object-value": ('{"value": 120.0, "unit": "bpm"}', 120.0, "BPM, an object", '{"value": 125.0, "unit": "bpm"}'),
+    "microseconds-per-beat": ("500000", 120.0, "microseconds per quarter note", "480000"),
+    "microseconds-in-a-map": (
+        '[{"time": 0, "tempo": 500000}]',
+        120.0,
+        "tempo map of objects, microseconds per quarter note",
+        '[{"time": 0, "tempo": 480000}]',
+    ),
+}
+
+
+@pytest.mark.parametrize("tag", TEMPO_READINGS)
+def test_tempo_shape_is_read_as_its_value_and_reported(tag, tmp_path):
+    raw, bpm, how, twin = TEMPO_READINGS[tag]
+    assert read_tempo(json.loads(raw)) == (pytest.approx(bpm), how)
+    folder = write_archives(
+        tmp_path / "data", [("all.json", f'{{"{A}": {{"pitch": [36], "tempo": {raw}}}}}'), B_LABEL]
+    )
+    report = validate(data_dir=str(folder))
+    assert not report.problems, str(report)
+    assert report.to_json()["first_contact"]["tempo_read_as"] == {how: 1, "BPM": 1}
+    # The twin: read the same way, 125 BPM, against the file name's 120: one problem, naming the file and the loop.
+    assert read_tempo(json.loads(twin)) == (pytest.approx(125.0), how)
+    folder = write_archives(
+        tmp_path / "twin", [("all.json", f'{{"{A}": {{"pitch": [36], "tempo": {twin}}}}}'), B_LABEL]
+    )
+    with pytest.raises(pop_rok.PopRokError) as raised:
+        pop_rok.load_pop_rok(data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
+    assert "POP-ROK input has 1 problem(s)" in str(raised.value), str(raised.value)
+    [(file, message)] = validate(data_dir=str(folder)).problems.entries
+    assert A in file and message == "the file name says 120 BPM, its label (all.json) says 125", message
+
+
+@pytest.mark.parametrize(
+    "raw, json_type", [('"fast"', "string"), ("true", "bool"), ("null", "null"), ('{"qpm": 120}', "object")]
+)
+def test_unreadable_tempo_is_reported_as_not_read(raw, json_type, tmp_path):
+    assert read_tempo(json.loads(raw))[0] is None
+    folder = write_archives(
+        tmp_path / "data", [("all.json", f'{{"{A}": {{"pitch": [36], "tempo": {raw}}}}}'), B_LABEL]
+    )
+    report = validate(data_dir=str(folder))
+    assert not report.problems, str(report)
+    [(how, count)] = [(h, c) for h, c in report.to_json()["first_contact"]["tempo_read_as"].items() if h != "BPM"]
+    assert how.startswith("not read") and count == 1, how

@@ -21,6 +21,7 @@ import pop_rok
 from poprok.sample import archives as sample_archives
 from poprok.sample.drum_synth import render_loop
 from tests.hub_server import HubServer, client_env
+from tests.split_helpers import filled_splits, names_by_split
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_PopRokLoopbackToken0123456789"
@@ -35,7 +36,8 @@ from datasets import load_dataset
 
 repo, config, streaming = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 rows = []
-for split, row in ((split, row) for split in ("train", "validation", "test") for row in load_dataset(repo, config, split=split, streaming=streaming)):
+splits = load_dataset(repo, config, streaming=streaming)  # every split the repo declares, in its order
+for split, row in ((split, row) for split in splits for row in splits[split]):
     row["split"] = split
     if "audio" in row:
         decoded = row.pop("audio").get_all_samples()
@@ -48,20 +50,25 @@ print(json.dumps(rows))
 
 def run(hub: HubServer, home: Path, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=client_env(hub.url, home, TOKEN), capture_output=True, text=True, timeout=600
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=client_env(hub.url, home, TOKEN),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert TOKEN not in result.stdout + result.stderr
     return result
 
 
-def push(hub, home, sample_dir, cache, *extra):
-    return run(hub, home, "pop_rok.py", "push", REPO, "--data-dir", str(sample_dir), "--cache-dir", str(cache), *extra)
+def push(hub, home, sample_dir, cache, *extra, repo=REPO):
+    return run(hub, home, "pop_rok.py", "push", repo, "--data-dir", str(sample_dir), "--cache-dir", str(cache), *extra)
 
 
-def read_back(hub, tmp_path_factory, config, streaming=False) -> list[dict]:
+def read_back(hub, tmp_path_factory, config, streaming=False, repo=REPO) -> list[dict]:
     home = tmp_path_factory.mktemp("reader")  # a fresh process with an empty cache
-    return json.loads(run(hub, home, "-c", READ_BACK, REPO, config, "1" if streaming else "0").stdout)
+    return json.loads(run(hub, home, "-c", READ_BACK, repo, config, "1" if streaming else "0").stdout)
 
 
 def expected_rows(sample, cache, config) -> list[dict]:
@@ -70,7 +77,11 @@ def expected_rows(sample, cache, config) -> list[dict]:
     by_name = {loop.name: loop for loop in manifest}
     splits = pop_rok.load_pop_rok(config=config, data_dir=str(folder), cache_dir=str(cache))
     rows = []
-    for split, row in ((s, row) for s, ds in splits.items() for row in ds.remove_columns([c for c in ("audio",) if c in ds.column_names])):
+    for split, row in (
+        (s, row)
+        for s, ds in splits.items()
+        for row in ds.remove_columns([c for c in ("audio",) if c in ds.column_names])
+    ):
         row["split"] = split
         if config == "default":
             loop = by_name[row["name"]]
@@ -88,20 +99,37 @@ def hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
+    """4 loops whose folds fill train and test but not validation: a push must declare only those two."""
     folder = tmp_path_factory.mktemp("push_sample")
-    return folder, sample_archives.make_sample(folder, loops=4, seed=11, layout="per-loop")
+    manifest = sample_archives.make_sample(folder, loops=4, seed=8, layout="per-loop")
+    assert filled_splits(loop.track for loop in manifest) == ["train", "test"]
+    return folder, manifest
 
 
 @pytest.fixture(scope="module")
-def pushed(hub, sample, tmp_path_factory):
-    """Both configs pushed once, as a first-time publisher would."""
-    home, cache = tmp_path_factory.mktemp("publisher"), tmp_path_factory.mktemp("build_cache")
-    result = push(hub, home, sample[0], cache)
-    return home, cache, result
+def build_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("build_cache")
 
 
-def data_files(hub, config) -> dict[str, int]:
-    return {path: size for path, size in hub.list_files(REPO).items() if path.startswith(f"data/{config}/")}
+@pytest.fixture(scope="module")
+def pushed(hub, sample, build_cache, tmp_path_factory):
+    """Both configs pushed once to REPO, as a first-time publisher would; no test changes REPO afterwards."""
+    home = tmp_path_factory.mktemp("publisher")
+    result = push(hub, home, sample[0], build_cache)
+    return home, build_cache, result
+
+
+@pytest.fixture
+def own_repo(hub, sample, build_cache, request, tmp_path_factory):
+    """A repo of this test's own (both configs pushed), for a test that changes what it holds."""
+    repo = f"user/pop-rok-{request.node.name.split('[')[0].removeprefix('test_')[:60].replace('_', '-')}"
+    home = tmp_path_factory.mktemp("publisher")
+    push(hub, home, sample[0], build_cache, repo=repo)
+    return repo, home, build_cache
+
+
+def data_files(hub, config, repo=REPO) -> dict[str, int]:
+    return {path: size for path, size in hub.list_files(repo).items() if path.startswith(f"data/{config}/")}
 
 
 def test_push_prints_where_and_how_to_load(pushed):
@@ -123,9 +151,12 @@ def test_pushed_repo_is_viewer_ready(hub, pushed, sample, tmp_path):
     assert audio["dtype"]["audio"]["sampling_rate"] == 44100
     instruments = next(f for f in infos["labels"]["features"] if f["name"] == "instruments")
     assert list(instruments["list"]["class_label"]["names"].values()) == list(pop_rok.KEY_MAP.values())
+    expected = {split: len(names) for split, names in names_by_split(sample[1]).items()}
     for config in ("default", "labels"):
-        assert [split["name"] for split in infos[config]["splits"]] == ["train", "validation", "test"]
-        assert sum(split["num_examples"] for split in infos[config]["splits"]) == len(sample[1])
+        assert {split["name"]: split["num_examples"] for split in infos[config]["splits"]} == expected
+        assert [split["name"] for split in infos[config]["splits"]] == ["train", "test"]
+        declared = next(c for c in data["configs"] if c["config_name"] == config)["data_files"]
+        assert [files["split"] for files in declared] == ["train", "test"]
         for path in data_files(hub, config):
             parquet = pq.ParquetFile(io.BytesIO(hub.read_file(REPO, path)))
             for group in range(parquet.num_row_groups):
@@ -144,34 +175,39 @@ def test_load_dataset_reads_back_the_builders_rows(hub, pushed, sample, streamin
         assert read_back(hub, tmp_path_factory, config, streaming) == expected_rows(sample, cache, config)
 
 
-def test_pushing_again_changes_nothing(hub, pushed, sample):
-    home, cache, _ = pushed
-    before_files, before_commits = hub.list_files(REPO), hub.commits(REPO)
-    push(hub, home, sample[0], cache)
-    assert hub.list_files(REPO) == before_files
-    assert len(hub.commits(REPO)) == len(before_commits), "an identical push must make no commit"
+def test_pushing_again_changes_nothing(hub, own_repo, sample):
+    repo, home, cache = own_repo
+    before_files, before_commits = hub.list_files(repo), hub.commits(repo)
+    push(hub, home, sample[0], cache, repo=repo)
+    assert hub.list_files(repo) == before_files
+    assert len(hub.commits(repo)) == len(before_commits), "an identical push must make no commit"
 
 
-def test_pushing_one_config_leaves_the_other_intact(hub, pushed, sample, tmp_path_factory):
-    home, cache, _ = pushed
-    default_before = {p: hub.read_file(REPO, p) for p in data_files(hub, "default")}
-    push(hub, home, sample[0], cache, "--config", "labels", "--num-shards", "2")
-    assert {p: hub.read_file(REPO, p) for p in data_files(hub, "default")} == default_before
-    sizes = [len(split) for split in pop_rok.load_pop_rok(config="labels", data_dir=str(sample[0]), cache_dir=str(cache)).values()]
-    assert len(data_files(hub, "labels")) == sum(min(2, size) for size in sizes), "the labels shards were replaced, none orphaned"
-    card = DatasetCard(hub.read_file(REPO, "README.md").decode()).data.to_dict()
+def test_pushing_one_config_leaves_the_other_intact(hub, own_repo, sample, tmp_path_factory):
+    repo, home, cache = own_repo
+    default_before = {p: hub.read_file(repo, p) for p in data_files(hub, "default", repo)}
+    push(hub, home, sample[0], cache, "--config", "labels", "--num-shards", "2", repo=repo)
+    assert {p: hub.read_file(repo, p) for p in data_files(hub, "default", repo)} == default_before
+    sizes = [len(names) for names in names_by_split(sample[1]).values()]
+    assert len(data_files(hub, "labels", repo)) == sum(min(2, size) for size in sizes), (
+        "the labels shards were replaced, none orphaned"
+    )
+    card = DatasetCard(hub.read_file(repo, "README.md").decode()).data.to_dict()
     assert {c["config_name"] for c in card["configs"]} == {"default", "labels"}
     assert {i["config_name"] for i in card["dataset_info"]} == {"default", "labels"}
-    assert read_back(hub, tmp_path_factory, "labels") == expected_rows(sample, cache, "labels")
+    assert read_back(hub, tmp_path_factory, "labels", repo=repo) == expected_rows(sample, cache, "labels")
 
 
-def test_flac_push_replaces_the_wav_shards_and_decodes_to_the_same_samples(hub, pushed, sample, tmp_path_factory):
-    home, cache, _ = pushed
-    push(hub, home, sample[0], cache, "--config", "default", "--audio-format", "flac")
-    for path in data_files(hub, "default"):
-        parquet = pq.read_table(io.BytesIO(hub.read_file(REPO, path)), columns=["audio"])
-        assert all(p.endswith(".flac") for p in parquet.column("audio").combine_chunks().field("path").to_pylist()), path
-    card = DatasetCard(hub.read_file(REPO, "README.md").decode())
+def test_flac_push_replaces_the_wav_shards_and_decodes_to_the_same_samples(hub, own_repo, sample, tmp_path_factory):
+    repo, home, cache = own_repo
+    push(hub, home, sample[0], cache, "--config", "default", "--audio-format", "flac", repo=repo)
+    for path in data_files(hub, "default", repo):
+        parquet = pq.read_table(io.BytesIO(hub.read_file(repo, path)), columns=["audio"])
+        paths = parquet.column("audio").combine_chunks().field("path").to_pylist()
+        assert all(p.endswith(".flac") for p in paths), path
+    card = DatasetCard(hub.read_file(repo, "README.md").decode())
     assert "FLAC" in card.text
-    assert read_back(hub, tmp_path_factory, "default") == expected_rows(sample, cache, "default")
-    assert read_back(hub, tmp_path_factory, "default", streaming=True) == expected_rows(sample, cache, "default")
+    assert read_back(hub, tmp_path_factory, "default", repo=repo) == expected_rows(sample, cache, "default")
+    assert read_back(hub, tmp_path_factory, "default", streaming=True, repo=repo) == expected_rows(
+        sample, cache, "default"
+    )

@@ -10,6 +10,7 @@ import datasets
 import numpy as np
 import pytest
 import soundfile as sf
+from split_helpers import filled_splits, names_by_split
 from test_label_shapes import loop_wav, write_archives
 
 import pop_rok
@@ -37,7 +38,8 @@ def undecoded(dataset):
 def test_splits_hold_their_folds_and_every_loop_once(layout, config, request, tmp_path):
     folder, manifest = request.getfixturevalue(layout)
     splits = pop_rok.load_pop_rok(config=config, data_dir=str(folder), cache_dir=str(tmp_path))
-    assert list(splits) == ["train", "validation", "test"]
+    assert list(splits) == filled_splits(loop.track for loop in manifest)  # exactly the splits the folds fill
+    assert {split: sorted(ds["name"]) for split, ds in splits.items()} == names_by_split(manifest)
     names = [name for split in splits.values() for name in split["name"]]
     assert sorted(names) == sorted(loop.name for loop in manifest)  # disjoint and complete
     for split, dataset in splits.items():
@@ -45,7 +47,9 @@ def test_splits_hold_their_folds_and_every_loop_once(layout, config, request, tm
         for name, fold in zip(dataset["name"], dataset["fold"]):
             assert fold == fold_by_formula(name)
             assert fold in {"train": range(8), "validation": [8], "test": [9]}[split]
-    everything = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config=config, data_dir=str(folder), cache_dir=str(tmp_path))
+    everything = pop_rok.load_pop_rok(
+        split=pop_rok.ALL_SPLITS, config=config, data_dir=str(folder), cache_dir=str(tmp_path)
+    )
     assert sorted(everything["name"]) == sorted(names)
 
 
@@ -69,7 +73,9 @@ def test_folds_do_not_depend_on_which_loops_are_present(tmp_path):
     for tag, subset in subsets.items():
         labels = [("all.json", json.dumps({name: {"pitch": [36]} for name in subset}))]
         folder = write_archives(tmp_path / tag, labels, {name: loop_wav(name) for name in subset})
-        ds = pop_rok.load_pop_rok(split=pop_rok.ALL_SPLITS, config="labels", data_dir=str(folder), cache_dir=str(tmp_path / f"c{tag}"))
+        ds = pop_rok.load_pop_rok(
+            split=pop_rok.ALL_SPLITS, config="labels", data_dir=str(folder), cache_dir=str(tmp_path / f"c{tag}")
+        )
         folds[tag] = dict(zip(ds["name"], ds["fold"]))
     assert all(folds["all"][name] == fold for name, fold in folds["some"].items())
     assert folds["all"] == {name: track_fold(int(name[-4:])) for name in names}
@@ -91,19 +97,28 @@ def test_default_config_reads_the_wav_archive_once(aggregated_sample, tmp_path, 
     assert sum(split.num_rows for split in splits.values()) == len(manifest)
 
 
-def test_streaming_a_split_gives_that_split(per_loop_sample, tmp_path):
-    folder, _ = per_loop_sample
+@pytest.mark.parametrize("layout", ["per_loop_sample", "aggregated_sample"])
+def test_streaming_a_split_gives_that_split(layout, request, tmp_path):
+    """Each split that exists streams its prepared rows; a split the loops leave empty is a PopRokError."""
+    folder, manifest = request.getfixturevalue(layout)
     prepared = pop_rok.load_pop_rok(data_dir=str(folder), cache_dir=str(tmp_path))
-    for split in ("validation", "test"):
+    present = filled_splits(loop.track for loop in manifest)
+    assert list(prepared) == present
+    for split in present:
         stream = pop_rok.PopRok(data_dir=str(folder)).as_streaming_dataset(split=split)
         assert list(undecoded(stream)) == list(undecoded(prepared[split]))
+    for split in [s for s in ("train", "validation", "test") if s not in present]:
+        with pytest.raises(pop_rok.PopRokError, match=rf"{split}.*the splits that exist: {', '.join(present)}"):
+            pop_rok.PopRok(data_dir=str(folder)).as_streaming_dataset(split=split)
 
 
 # ----------------------------------------------------------------------------------------------- windows
 
 
 def _windows(dataset, bars):
-    return dataset.map(pop_rok.bar_windows, batched=True, fn_kwargs={"bars": bars}, remove_columns=dataset.column_names)
+    return dataset.map(
+        pop_rok.bar_windows, batched=True, fn_kwargs={"bars": bars}, remove_columns=dataset.column_names
+    )
 
 
 @pytest.mark.parametrize("bars", [1, 2, 4, 8])
@@ -124,7 +139,12 @@ def test_bar_windows_are_bit_exact_and_hold_their_hits(bars, aggregated_sample, 
             assert rate == 44100 and samples.shape == (end - start, 2)
             assert np.array_equal(samples, rendered[start:end])  # bit-exact
             assert row["start"] == pytest.approx(start / 44100)
-            assert (row["bpm"], row["fold"], row["notes"], row["num_bars"]) == (loop.bpm, track_fold(loop.track), list(loop.notes), bars)
+            assert (row["bpm"], row["fold"], row["notes"], row["num_bars"]) == (
+                loop.bpm,
+                track_fold(loop.track),
+                list(loop.notes),
+                bars,
+            )
             assert row["beats"] == pytest.approx([i * 60 / loop.bpm for i in range(bars * 4)], abs=1e-5)
             assert row["downbeats"] == pytest.approx(row["beats"][::4], abs=1e-9)
             inside = [(t, note) for t, note in hits if start <= round(t * 44100) < end]
@@ -133,7 +153,8 @@ def test_bar_windows_are_bit_exact_and_hold_their_hits(bars, aggregated_sample, 
                 offset = round(t * 44100) - start
                 assert np.abs(samples[offset : offset + 64].astype(int)).max() > 1000
         assert np.array_equal(
-            np.concatenate([sf.read(io.BytesIO(r["audio"]["bytes"]), dtype="int16")[0] for r in mine]), rendered[: edges[-1]]
+            np.concatenate([sf.read(io.BytesIO(r["audio"]["bytes"]), dtype="int16")[0] for r in mine]),
+            rendered[: edges[-1]],
         )
 
 
@@ -141,7 +162,9 @@ def test_bar_windows_on_a_stream_and_on_decoded_rows(per_loop_sample, tmp_path):
     folder, _ = per_loop_sample
     prepared = _windows(pop_rok.load_pop_rok(split="train", data_dir=str(folder), cache_dir=str(tmp_path)), 2)
     stream = pop_rok.load_pop_rok(split="train", streaming=True, data_dir=str(folder))
-    streamed = stream.map(pop_rok.bar_windows, batched=True, fn_kwargs={"bars": 2}, remove_columns=list(stream.features))
+    streamed = stream.map(
+        pop_rok.bar_windows, batched=True, fn_kwargs={"bars": 2}, remove_columns=list(stream.features)
+    )
     streamed = streamed.cast(pop_rok.window_features(stream.features))
     assert list(undecoded(streamed)) == list(undecoded(prepared))
     decoded = next(iter(streamed))["audio"].get_all_samples()
@@ -155,13 +178,18 @@ def test_bar_windows_on_the_parquet_copy_equal_the_builders(per_loop_sample, tmp
     folder, _ = per_loop_sample
     source = dict(data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
     pop_rok_copy.export(tmp_path / "copy", config="default", audio_format="flac", **source)
-    for split in ("train", "test"):
+    present = list(pop_rok.load_pop_rok(**source))
+    assert datasets.get_dataset_split_names(str(tmp_path / "copy"), "default") == present
+    for split in present:
         copied = datasets.load_dataset(str(tmp_path / "copy"), "default", split=split)
         prepared = pop_rok.load_pop_rok(split=split, **source)
         mine, theirs = list(undecoded(_windows(copied, 4))), list(undecoded(_windows(prepared, 4)))
+        assert prepared.num_rows > 0
         assert len(mine) == len(theirs) == 2 * prepared.num_rows
         for a, b in zip(mine, theirs):
-            assert np.array_equal(sf.read(io.BytesIO(a.pop("audio")["bytes"]))[0], sf.read(io.BytesIO(b.pop("audio")["bytes"]))[0])
+            assert np.array_equal(
+                sf.read(io.BytesIO(a.pop("audio")["bytes"]))[0], sf.read(io.BytesIO(b.pop("audio")["bytes"]))[0]
+            )
             assert a == b
 
 
@@ -182,7 +210,12 @@ def test_bar_windows_bad_input_names_the_row(aggregated_sample, tmp_path):
     sf.write(short, samples[: len(samples) * 5 // 8], 44100, format="WAV", subtype="PCM_16")
     out = pop_rok.bar_windows(dict(batch, audio=[{"bytes": short.getvalue(), "path": "x.wav"}]), bars=2)
     assert list(out["window"]) == [0, 1]
-    assert sum(out["duration"]) <= len(samples) * 5 // 8 / 44100
+    edges = [round(k * 2 * 4 * 60 / batch["bpm"][0] * 44100) for k in range(3)]
+    assert edges[-1] <= len(samples) * 5 // 8 < edges[-1] + edges[1]  # two whole windows, not a third
+    assert list(out["start"]) == pytest.approx([edges[0] / 44100, edges[1] / 44100], abs=1e-6)
+    assert list(out["duration"]) == pytest.approx([(b - a) / 44100 for a, b in zip(edges, edges[1:])], abs=1e-6)
+    for window, (a, b) in zip(out["audio"], zip(edges, edges[1:])):
+        assert np.array_equal(sf.read(io.BytesIO(window["bytes"]), dtype="int16")[0], samples[a:b])
 
 
 # ----------------------------------------------------------------------------------------------- stereo
