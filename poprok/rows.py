@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from datasets.utils.file_utils import xopen
 
-from poprok.analysis import ListenError, listen
+from poprok.analysis import ListenError, Listening, listen
 from poprok.archives.checked_tar import ArchiveError, CheckedTarGz
 from poprok.archives.wav import WavError, read_wav_info
 from poprok.captions import caption
@@ -23,6 +23,7 @@ from poprok.labels.label_set import LabelSet
 from poprok.labels.names import LoopName, is_junk, parse_loop_name
 from poprok.labels.shapes import BPM_TOLERANCE, OPTIONAL_LABEL_FIELDS
 from poprok.labels.survey import Survey
+from poprok.parallel import ordered_map
 from poprok.record import ARCHIVES, BITS_PER_SAMPLE, CHANNELS, SAMPLE_RATE, ZENODO_FILES_URL
 from poprok.splits import FOLD_SPLITS
 
@@ -72,14 +73,17 @@ class LoopReader:
     def audio_rows(
         self, members: Iterable[tuple[str, bytes]], archive: str, require_wav: bool = True
     ) -> Iterator[tuple[str, dict]]:
-        """(name, row) for every good loop among the WAV archive's members (``require_wav``: at least one)."""
-        for path, data in archive_errors_as_problems(members):
+        """(name, row) for every good loop among the WAV archive's members (``require_wav``: at least one).
+
+        Loops are listened to by ``LISTENERS`` threads, a few members ahead (the analysis releases the GIL).
+        """
+        for (path, data), heard in ordered_map(listen_to_member, archive_errors_as_problems(members), LISTENERS):
             self.survey.add_file(archive, path)
             if is_junk(path) or not path.lower().endswith(".wav"):
                 continue
             self.wav_files += 1
             name = Path(path).name[: -len(".wav")]
-            row = self.audio_row(path, name, data)
+            row = self.audio_row(path, name, data, heard)
             self.seen.add(name)
             if row is not None:
                 yield name, row
@@ -91,8 +95,10 @@ class LoopReader:
         for name in sorted(set(self.labels.labels) - set(wav_names)):
             self.problems.add(self.labels.labels[name].source, f"label {name!r} has no WAV in the audio archive")
 
-    def audio_row(self, path: str, name: str, data: bytes) -> dict | None:
-        """One example, or None after recording why the loop cannot be one."""
+    def audio_row(
+        self, path: str, name: str, data: bytes, heard: Listening | ListenError | None = None
+    ) -> dict | None:
+        """One example, or None after recording why the loop cannot be one (``heard``: ``listen_to_member``'s)."""
         try:
             loop = parse_loop_name(name)
         except PopRokError as err:
@@ -125,10 +131,9 @@ class LoopReader:
             # datasets would store this relative path instead of the bytes, breaking the dataset elsewhere.
             raise PopRokError(f"{os.path.abspath(audio_path)} exists in the working folder: run from another folder")
         num_bars = bars_in(info.num_frames, loop.bpm, SAMPLE_RATE)
-        try:
-            listening = listen(info.samples(data), loop.bpm, max(num_bars, 1), SAMPLE_RATE)
-        except ListenError as err:  # too short to hold a bar at its tempo
-            self.problems.add(path, f"loop {name!r} cannot be listened to: {err}")
+        listening = heard or listen_to_member((path, data))
+        if isinstance(listening, ListenError):  # too short to hold a bar at its tempo
+            self.problems.add(path, f"loop {name!r} cannot be listened to: {listening}")
             return None
         self.survey.add_listening(name, listening)
         beats, downbeats = beat_grid(loop.bpm, num_bars)
@@ -197,6 +202,32 @@ class LoopReader:
         if "extra_labels" in self.columns:
             row["extra_labels"] = json.dumps(label.extra, sort_keys=True) if label.extra else None
         return row
+
+
+LISTENERS = 2  # threads listening to loops: the cores, while another thread inflates the archive
+
+
+def listen_to_member(member: tuple[str, bytes]) -> Listening | ListenError | None:
+    """What listening to an archive member found, or None when it is no 16-bit stereo 44.1 kHz loop WAV
+    (``LoopReader.audio_row`` says why); a loop too short to listen to gives its ListenError."""
+    path, data = member
+    try:
+        loop = parse_loop_name(Path(path).name.removesuffix(".wav"))
+        info = read_wav_info(data)
+    except (PopRokError, WavError):
+        return None
+    if is_junk(path) or (info.sample_rate, info.bits_per_sample, info.channels) != (
+        SAMPLE_RATE,
+        BITS_PER_SAMPLE,
+        CHANNELS,
+    ):
+        return None
+    try:
+        return listen(
+            info.samples(data), loop.bpm, max(bars_in(info.num_frames, loop.bpm, SAMPLE_RATE), 1), SAMPLE_RATE
+        )
+    except ListenError as err:
+        return err
 
 
 def walk_files(folder: str, suffix: str) -> Iterator[str]:
