@@ -1,25 +1,29 @@
 """Benchmark: the training loader (poprok.training) against a raw one-core read of the same Parquet copy.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_loader.py [--loops 100] [--work-dir DIR] [--repeat 2]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_loader.py [--loops 100] [--work-dir DIR] [--repeat 3]
 
 Makes WAV and FLAC Parquet copies of ``--loops`` generated loops with ``pop_rok.py sample`` and ``export``
 (kept in ``--work-dir`` for reruns), then times every 2-bar window of all three splits:
 
   raw      pyarrow.parquet.read_table of each file + np.frombuffer of the WAV bytes (FLAC: soundfile), slice,
            float32, on one core: the floor any loader pays
-  loader   WindowDataset through a StatefulDataLoader (batch 8, collate), 0, 1 and 2 workers, whole epochs from
-           iter() to StopIteration, worker start included; best of ``--repeat``; float32, and int16 once.
-           ``loader_ratio`` = 1 worker / raw; ``loader_vs_naive`` = 1 worker / naive (``_best``: the best workers)
+  loader   WindowDataset through a StatefulDataLoader (batch 8, collate), whole epochs from iter() to
+           StopIteration, worker start included; best of ``--repeat``; float32, and int16 once. Configurations:
+           ``0w`` (all on the loop's thread), ``0w_thread`` (0 workers, ``prefetch=16``: one reader thread),
+           ``1w`` and ``2w`` (process workers). One extra core each: ``0w_thread`` and ``1w``; ``loader_ratio``
+           = the better of them / raw (``loader_ratio_1w``: the process worker's), ``loader_vs_naive`` = the same
+           over naive. raw, naive and the configurations run in turn, ``--repeat`` rounds: all see the same load
   shm      making as many batches in shared memory (what any DataLoader worker does to hand one over), filled,
            with nothing read: the ceiling of a worker's throughput on this machine
   naive    datasets.load_dataset(copy, streaming=True), row["audio"].get_all_samples(), slice 2 bars, one core
-  stall    the longest time, over the loader runs, from the dataset yielding its last window (in whichever worker)
-           to the loader's StopIteration; and the same for datasets' own streamed + shuffled loader in 2 workers
-           (the old example's), whose CyclingMultiSourcesExamplesIterable sleeps 5 s as a Parquet stream ends
+  stall    per configuration, the longest time from the dataset giving its last window (in whichever worker; to
+           the loop's thread with a reader thread) to the loader's StopIteration; and the same for datasets' own
+           streamed + shuffled loader in 2 workers (the old example's), which sleeps 5 s as a Parquet stream ends
   flac     loops decoded per second by soundfile (libFLAC) and torchcodec (FFmpeg), each checked bit-exact
 
-Prints a table with the targets and, last, one JSON line. Ratios are within this run: the machine's load moves
-every figure, not much their ratios.
+Prints a table with the targets and the 1-minute load average as each figure was taken (``os.getloadavg``; the
+machine is shared) and, last, one JSON line. Ratios are within this run: the load moves every figure, less their
+ratios.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import io
 import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -53,6 +58,9 @@ SPLIT = "train+validation+test"
 BARS = 2
 BATCH = 8
 TARGETS = {"loader_ratio": (">=", 0.7), "loader_vs_naive": (">=", 5.0), "epoch_stall_s": ("<=", 0.5)}
+PREFETCH = 16  # windows the reader thread keeps ready: two batches
+CONFIGS = {"0w": (0, 0), "0w_thread": (0, PREFETCH), "1w": (1, 0), "2w": (2, 0)}  # name: (workers, prefetch)
+ONE_EXTRA_CORE = ("0w_thread", "1w")
 
 
 def make_copies(work: Path, loops: int) -> dict[str, Path]:
@@ -107,9 +115,9 @@ def timed_collate(items: list[dict]) -> dict:
     return {**collate(items), "yielded_at": max(item["yielded_at"] for item in items)}
 
 
-def loader_epoch(copy: Path, workers: int, dtype: str = "float32") -> tuple[int, float, float]:
+def loader_epoch(copy: Path, workers: int, prefetch: int = 0, dtype: str = "float32") -> tuple[int, float, float]:
     """Windows, seconds from iter() to StopIteration, and the stall: the last window yielded to StopIteration."""
-    windows = Timed(WindowDataset(str(copy), SPLIT, bars=BARS, seed=0, dtype=dtype))
+    windows = Timed(WindowDataset(str(copy), SPLIT, bars=BARS, seed=0, dtype=dtype, prefetch=prefetch))
     loader = StatefulDataLoader(windows, batch_size=BATCH, num_workers=workers, collate_fn=timed_collate)
     start, count, last = time.perf_counter(), 0, 0.0
     for batch in loader:
@@ -182,51 +190,71 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loops", type=int, default=100)
     parser.add_argument("--work-dir", help="keep the copies here (default: a temporary folder)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each timing; the best is kept")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each timing; the best is kept")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as temporary:
         copies = make_copies(Path(args.work_dir or temporary), args.loops)
-        figures, notes, stalls = {}, {}, []
+        figures, loads, notes = {}, {}, {}
+
+        def record(key: str, value: float, load: float | None = None) -> None:
+            """``value``, with the load it was measured under (default: now)."""
+            figures[key], loads[key] = value, os.getloadavg()[0] if load is None else load
+
         for audio, copy in copies.items():
-            windows, seconds = min((raw_read(copy) for _ in range(args.repeat)), key=lambda run: run[1])
-            figures[f"raw_windows_per_s_{audio}"] = windows / seconds
-            for workers in (0, 1, 2):
-                runs = [loader_epoch(copy, workers) for _ in range(args.repeat)]
-                assert all(run[0] == windows for run in runs), f"the loader gave {runs[0][0]} of {windows} windows"
-                stalls += [run[2] for run in runs]
-                figures[f"loader_windows_per_s_{audio}_{workers}w"] = windows / min(run[1] for run in runs)
+            windows, _ = raw_read(copy)
+            runs_of = {name: (*config, "float32") for name, config in CONFIGS.items()}
             if audio == "wav":  # int16 batches: half the bytes to move; a GPU converts them in microseconds
-                runs = [loader_epoch(copy, 1, "int16") for _ in range(args.repeat)]
-                figures["loader_windows_per_s_wav_1w_int16"] = windows / min(run[1] for run in runs)
-                figures["shm_floor_windows_per_s"] = shared_memory_floor(windows)
-            figures[f"loader_ratio_{audio}"] = (
-                figures[f"loader_windows_per_s_{audio}_1w"] / figures[f"raw_windows_per_s_{audio}"]
+                runs_of["1w_int16"] = (1, 0, "int16")
+            runs: dict[str, list] = {name: [] for name in ("raw", "naive", *runs_of)}
+            load: dict[str, list] = {name: [] for name in runs}
+            for _ in range(args.repeat):  # round-robin: each configuration sees the same spells of the load
+                for name, read in (("raw", raw_read), ("naive", naive)):
+                    runs[name].append(read(copy))
+                    load[name].append(os.getloadavg()[0])
+                for name, (workers, prefetch, dtype) in runs_of.items():
+                    runs[name].append(loader_epoch(copy, workers, prefetch, dtype))
+                    load[name].append(os.getloadavg()[0])
+                    assert runs[name][-1][0] == windows, f"{name} gave {runs[name][-1][0]} of {windows} windows"
+            for name, timed in runs.items():
+                key = (
+                    f"{name}_windows_per_s_{audio}"
+                    if name in ("raw", "naive")
+                    else f"loader_windows_per_s_{audio}_{name}"
+                )
+                best = min(range(len(timed)), key=lambda run: timed[run][1])
+                record(key, timed[best][0] / timed[best][1], load[name][best])
+                if name in runs_of:
+                    record(f"epoch_stall_s_{audio}_{name}", max(run[2] for run in timed), max(load[name]))
+            if audio == "wav":
+                record("shm_floor_windows_per_s", shared_memory_floor(windows))
+            raw = figures[f"raw_windows_per_s_{audio}"]
+            best = max(ONE_EXTRA_CORE, key=lambda name: figures[f"loader_windows_per_s_{audio}_{name}"])
+            notes[f"loader_ratio_{audio}_config"] = best
+            record(f"loader_ratio_{audio}", figures[f"loader_windows_per_s_{audio}_{best}"] / raw)
+            record(f"loader_ratio_{audio}_1w", figures[f"loader_windows_per_s_{audio}_1w"] / raw)
+            record(
+                f"loader_vs_naive_{audio}",
+                figures[f"loader_windows_per_s_{audio}_{best}"] / figures[f"naive_windows_per_s_{audio}"],
             )
-            naive_windows, naive_seconds = naive(copy)
-            figures[f"naive_windows_per_s_{audio}"] = naive_windows / naive_seconds
-            figures[f"loader_vs_naive_{audio}"] = (
-                figures[f"loader_windows_per_s_{audio}_1w"] / figures[f"naive_windows_per_s_{audio}"]
-            )
-        figures["loader_ratio"] = figures["loader_ratio_wav"]
-        figures["loader_vs_naive"] = figures["loader_vs_naive_wav"]
-        figures["loader_vs_naive_best"] = (
-            max(figures[f"loader_windows_per_s_wav_{w}w"] for w in (0, 1, 2)) / (figures["naive_windows_per_s_wav"])
-        )
-        figures["epoch_stall_s"] = max(stalls)
-        figures["datasets_stream_stall_s"] = datasets_stall(copies["wav"])
+        record("loader_ratio", figures["loader_ratio_wav"])
+        record("loader_ratio_1w", figures["loader_ratio_wav_1w"])
+        record("loader_vs_naive", figures["loader_vs_naive_wav"])
+        notes["loader_ratio_config"] = notes["loader_ratio_wav_config"]
+        record("epoch_stall_s", max(value for key, value in figures.items() if key.startswith("epoch_stall_s_")))
+        record("datasets_stream_stall_s", datasets_stall(copies["wav"]))
         for name, (rate, exact) in flac_decoders(copies["wav"], copies["flac"]).items():
-            figures[f"flac_decode_loops_per_s_{name}"] = rate
+            record(f"flac_decode_loops_per_s_{name}", rate)
             notes[f"flac_bit_exact_{name}"] = exact
         notes["windows"] = windows
-    print(f"{'figure':<40} {'value':>10}  target")
+    print(f"{'figure':<40} {'value':>10}  {'load':>5}  target")
     for key, value in figures.items():
         sign, target = TARGETS.get(key, ("", ""))
         met = "" if not sign else ("  ok" if (value >= target if sign == ">=" else value <= target) else "  MISSED")
-        print(f"{key:<40} {value:>10.3f}  {sign} {target}{met}")
+        print(f"{key:<40} {value:>10.3f}  {loads[key]:>5.2f}  {sign} {target}{met}")
     for key, value in notes.items():
         print(f"{key:<40} {value!s:>10}")
-    print(json.dumps({**{key: round(value, 4) for key, value in figures.items()}, **notes}))
+    print(json.dumps({**{key: round(value, 4) for key, value in figures.items()}, **notes, "load": loads}))
     return 0
 
 

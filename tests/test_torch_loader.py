@@ -1,5 +1,6 @@
 """examples/torch_loader.py on an exported copy: batch shapes, true audio and targets, every 2-bar window exactly
-once per epoch across workers, and under a real torchrun each rank its own disjoint part, together all of it."""
+once per epoch through the reader thread or across workers, and under a real torchrun each rank its own disjoint
+part, together all of it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -69,6 +71,8 @@ def check_batch(batch: dict, windows: dict, rows: dict) -> None:
     """Shapes, zero padding, the window's own stereo samples, and its loop's instruments as a multi-hot."""
     size = len(batch["name"])
     audio, lengths, target = batch["audio"], batch["lengths"], batch["target"]
+    if audio.dtype == torch.int16:  # process workers' batches, made float as the example says a GPU does
+        audio = audio.float().div_(32768)
     assert audio.dtype == torch.float32 and audio.shape == (size, 2, int(lengths.max()))
     assert target.shape == (size, len(pop_rok.KEY_MAP)) and batch["window"].shape == (size,)
     for i, (name, k) in enumerate(zip(batch["name"], batch["window"].tolist())):
@@ -79,10 +83,27 @@ def check_batch(batch: dict, windows: dict, rows: dict) -> None:
         assert target[i].tolist() == [float(c in rows[name]["instruments"]) for c in range(len(pop_rok.KEY_MAP))]
 
 
+def test_by_default_a_reader_thread_gives_float32_windows_once(copy):
+    path, windows, rows = copy
+    loader = torch_loader.make_loader(path, "train", batch_size=3)
+    assert loader.num_workers == 0 and loader.dataset.prefetch == 6 and loader.dataset.dtype == "float32"
+    batches = list(loader)
+    seen = [pair for batch in batches for pair in zip(batch["name"], batch["window"].tolist())]
+    assert Counter(seen) == split_windows(rows, "train")
+    for batch in batches:
+        assert batch["audio"].dtype == torch.float32
+        check_batch(batch, windows, rows)
+    readers = [thread for thread in threading.enumerate() if thread.name.startswith("poprok-reader")]
+    for thread in readers:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in readers)
+
+
 def test_train_split_with_two_workers_gives_every_window_once(copy):
     path, windows, rows = copy
     loader = torch_loader.make_loader(path, "train", batch_size=3, workers=2)
     assert loader.num_workers == 2 and loader.pin_memory == torch.cuda.is_available()
+    assert loader.dataset.dtype == "int16" and loader.dataset.prefetch == 0
     summary = torch_loader.run_epoch(loader)
     assert Counter(summary["windows"]) == split_windows(rows, "train")
     batches = list(loader)

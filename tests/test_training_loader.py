@@ -1,5 +1,6 @@
 """poprok.training on exported copies: windows sample-exact against pop_rok.bar_windows, shared out disjointly and
-completely across workers and ranks, shuffled per epoch, resumed mid-epoch exactly once, and bad loops named."""
+completely across workers and ranks, shuffled per epoch, resumed mid-epoch exactly once, and bad loops named; and
+the same through a reader thread, which stops with its iteration however that ends."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 import pop_rok
 from poprok.grid import frame_at
 from poprok.training.dataset import WindowDataset, collate
+from poprok.training.prefetch import prefetch
 from poprok.training.windows import WindowError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,18 +172,27 @@ def test_ranks_read_disjoint_whole_loops_and_together_all(every_split, copies, t
     assert seen == Counter(set(windows))
 
 
+def live_readers(timeout: float = 5.0) -> list[str]:
+    """The reader threads still alive after each has had ``timeout`` s to end."""
+    threads = [thread for thread in threading.enumerate() if thread.name.startswith("poprok-reader")]
+    for thread in threads:
+        thread.join(timeout)
+    return [thread.name for thread in threads if thread.is_alive()]
+
+
 def epoch_pairs(dataset, workers: int, batch_size: int = 5) -> list[tuple[str, int]]:
     return pairs(StatefulDataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize(("workers", "ahead"), [(0, 0), (0, 7), (2, 0)], ids=["0w", "0w-thread", "2w"])
 @pytest.mark.parametrize("stop_after", [1, 4, 9])
-def test_a_resumed_epoch_gives_every_window_exactly_once(every_split, copies, workers, stop_after):
-    """Stopped after k batches of 5 (of 48 windows), resumed from state_dict() in a new loader and dataset."""
+def test_a_resumed_epoch_gives_every_window_exactly_once(every_split, copies, workers, ahead, stop_after):
+    """Stopped after k batches of 5 (of 48 windows), resumed from state_dict() in a new loader and dataset; with a
+    reader thread 7 windows ahead, the state is still the k batches taken, not what the thread made."""
     path = str(copies["wav"])
     uninterrupted = epoch_pairs(WindowDataset(path, every_split, seed=7), workers)
-    loader = StatefulDataLoader(WindowDataset(path, every_split, seed=7), batch_size=5, num_workers=workers,
-                                collate_fn=collate)  # fmt: skip
+    loader = StatefulDataLoader(WindowDataset(path, every_split, seed=7, prefetch=ahead), batch_size=5,
+                                num_workers=workers, collate_fn=collate)  # fmt: skip
     before = []
     for batches, batch in enumerate(loader, 1):
         before += zip(batch["name"], batch["window"].tolist())
@@ -188,7 +200,8 @@ def test_a_resumed_epoch_gives_every_window_exactly_once(every_split, copies, wo
             break
     state = loader.state_dict()
     del loader
-    dataset = WindowDataset(path, every_split, seed=7)
+    assert not live_readers()
+    dataset = WindowDataset(path, every_split, seed=7, prefetch=ahead)
     resumed = StatefulDataLoader(dataset, batch_size=5, num_workers=workers, collate_fn=collate)
     resumed.load_state_dict(state)
     after = pairs(resumed)
@@ -200,6 +213,48 @@ def test_a_resumed_epoch_gives_every_window_exactly_once(every_split, copies, wo
     fresh = WindowDataset(path, every_split, seed=7)
     fresh.set_epoch(1)
     assert next_epoch == epoch_pairs(fresh, workers)
+    assert not live_readers()
+
+
+@pytest.mark.parametrize("audio", ["wav", "flac"])
+def test_a_reader_thread_gives_the_plain_windows_bit_for_bit(every_split, copies, audio):
+    plain = list(WindowDataset(str(copies[audio]), every_split, seed=3))
+    ahead = list(WindowDataset(str(copies[audio]), every_split, seed=3, prefetch=5))
+    assert len(ahead) == len(plain) == LOOPS * 4
+    for a, b in zip(ahead, plain):
+        assert a.keys() == b.keys() and a["audio"].dtype == b["audio"].dtype == torch.float32
+        assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["target"], b["target"])
+        assert all(a[key] == b[key] for key in ("name", "window", "start", "bpm", "fold"))
+    assert not live_readers()
+
+
+def test_stopping_early_stops_the_reader_thread(every_split, copies):
+    """Closed mid-epoch, or dropped by a loader stopped after one batch: no thread is left, none waits on a queue."""
+    windows = iter(WindowDataset(str(copies["wav"]), every_split, seed=0, prefetch=3))
+    next(windows)
+    assert [thread.name for thread in threading.enumerate() if thread.name == "poprok-reader-0"]
+    windows.close()
+    assert not live_readers()
+    loader = StatefulDataLoader(WindowDataset(str(copies["wav"]), every_split, seed=0, prefetch=8), batch_size=4,
+                                collate_fn=collate)  # fmt: skip
+    for _ in loader:
+        break
+    del loader
+    assert not live_readers()
+
+
+def test_prefetch_raises_the_reader_error_after_the_items_before_it():
+    def items():
+        yield from range(3)
+        raise KeyError("the fourth")
+
+    got = []
+    with pytest.raises(KeyError, match="the fourth"):
+        for item in prefetch(items(), depth=2, name="poprok-reader-test"):
+            got.append(item)
+    assert got == [0, 1, 2] and not live_readers()
+    with pytest.raises(ValueError, match="depth must be at least 1"):
+        prefetch([], depth=0)
 
 
 def test_a_state_from_another_seed_or_rank_is_refused(every_split, copies):
@@ -262,10 +317,12 @@ def corrupt_frame(data: bytes) -> bytes:
     ],
     ids=["not-wav-or-flac", "truncated-wav", "short-wav", "corrupt-flac-frame"],
 )
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_bad_loop_stops_the_epoch_with_its_name(copies, tmp_path, audio, spoil, message, workers):
+@pytest.mark.parametrize(("workers", "ahead"), [(0, 0), (0, 6), (2, 0)], ids=["0w", "0w-thread", "2w"])
+def test_a_bad_loop_stops_the_epoch_with_its_name(copies, tmp_path, audio, spoil, message, workers, ahead):
     path, name = broken_copy(copies[audio], tmp_path, spoil)
-    loader = DataLoader(WindowDataset(path, "train", seed=0), batch_size=4, num_workers=workers, collate_fn=collate)
+    windows = WindowDataset(path, "train", seed=0, prefetch=ahead)
+    loader = DataLoader(windows, batch_size=4, num_workers=workers, collate_fn=collate)
     with pytest.raises(WindowError, match=rf"loop '{name}'.*{message}"):
         for _ in loader:
             pass
+    assert not live_readers()

@@ -9,9 +9,14 @@
 Each epoch's order is a function of (seed, epoch, rank, worker) alone: the copy's row groups are shuffled and dealt
 whole to the ranks, then to each rank's DataLoader workers, balancing windows; a worker reads its row groups in
 turn and shuffles the windows of every ``shuffle_loops`` consecutive loops together. So the state of a worker is
-the number of windows it has yielded, and a resumed worker skips them without reading their audio. Reading is
-pyarrow on the worker's own thread (``use_threads=False``), so the end of an epoch waits for no reader thread:
-``datasets`` streaming instead sleeps 5 s there (``SLEEP_TIME_ON_THREADS_SHUTDOWN``, for apache/arrow#45214).
+the number of windows it has yielded, and a resumed worker skips them without reading their audio.
+
+``prefetch=n`` reads and cuts in a background thread up to n windows ahead (``poprok.training.prefetch``): with
+``num_workers=0`` and a free second core that is the fastest path on a small machine, as a worker process hands
+every batch over through a fresh shared-memory segment, which costs more than reading it. The state still counts
+the windows the consumer took, not those the thread made. The thread stops with the iteration, so an epoch's end
+waits only for it to notice (milliseconds): ``datasets`` streaming instead sleeps 5 s there
+(``SLEEP_TIME_ON_THREADS_SHUTDOWN``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from poprok.record import SAMPLE_RATE
+from poprok.training.prefetch import prefetch as read_ahead
 from poprok.training.windows import DTYPES, WindowError, cut, loop_pcm, window_edges
 
 logger = logging.getLogger(__name__)
@@ -53,6 +59,7 @@ class WindowDataset(IterableDataset):
     (read through ``hf://datasets/``); ``split`` may be a sum like ``train+validation``. ``rank`` and
     ``world_size`` default to torch.distributed's when it is initialised. Items: ``audio`` (2, T) float32 in
     [-1, 1) or int16, ``name``, ``window``, ``start`` (seconds), ``bpm``, ``fold`` and a multi-hot ``target``.
+    ``prefetch``: windows a reader thread keeps ready (0: read on the iterating thread).
     """
 
     def __init__(
@@ -68,11 +75,14 @@ class WindowDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         config: str = "default",
+        prefetch: int = 0,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if shuffle_loops < 1:
             raise ValueError(f"shuffle_loops must be at least 1, got {shuffle_loops}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more windows, got {prefetch}")
         if (
             rank is None
             and world_size is None
@@ -85,6 +95,7 @@ class WindowDataset(IterableDataset):
             raise ValueError(f"rank {self.rank} is not one of world size {self.world_size}'s ranks")
         self.path, self.split, self.bars, self.dtype = path, split, bars, dtype
         self.shuffle, self.seed, self.shuffle_loops, self.epoch = shuffle, seed, shuffle_loops, 0
+        self.prefetch = prefetch
         self._fs, files = _parquet_files(path, config, split)
         self._units, self.classes = self._survey(files)
         self._resume: dict | None = None
@@ -192,21 +203,29 @@ class WindowDataset(IterableDataset):
                 raise ValueError(f"the state is of worker {state['worker']}, loaded into worker {worker}")
             skip = state["yielded"]
         self._position = (self.epoch, worker, skip)  # now, not at the first window: a state taken before it is right
-        return self._windows(self.epoch, worker, workers, skip)
+        windows = self._windows(self._plan(worker, workers), skip)  # planned here: the epoch is the one counted
+        if self.prefetch:
+            windows = read_ahead(windows, self.prefetch, f"poprok-reader-{worker}")
+        return self._taken(windows, self.epoch, worker, skip)
 
-    def _windows(self, epoch: int, worker: int, workers: int, skip: int):
-        """The worker's windows after the first ``skip``, whose blocks are passed over unread."""
+    def _taken(self, windows, epoch: int, worker: int, taken: int):
+        """``windows``, counted as the consumer takes them: the state of a resumable position, whoever read ahead."""
+        for item in windows:
+            taken += 1
+            self._position = (epoch, worker, taken)
+            yield item
+
+    def _windows(self, plan: list[list[tuple[int, int, int]]], skip: int):
+        """The windows of ``plan`` after the first ``skip``, whose blocks are passed over unread."""
         done, cache = 0, {}
-        for block in self._plan(worker, workers):
+        for block in plan:
             if done + len(block) <= skip:
                 done += len(block)
                 continue
             todo, done = block[max(0, skip - done) :], done + len(block)
             loops = self._read(sorted({(unit, row) for unit, row, _ in todo}), cache)
             for unit, row, k in todo:
-                item = loops[unit, row].window(k, self.dtype)
-                self._position = (epoch, worker, self._position[2] + 1)
-                yield item
+                yield loops[unit, row].window(k, self.dtype)
 
     def _read(self, wanted: list[tuple[int, int]], cache: dict) -> dict:
         """The loops ``wanted`` of a block, decoded; ``cache`` keeps a row group that runs on into the next block."""
@@ -268,9 +287,11 @@ def collate(items: list[dict]) -> dict:
     """
     lengths = [item["audio"].shape[1] for item in items]
     first = items[0]["audio"]
-    audio = torch.empty((len(items), first.shape[0], max(lengths)), dtype=first.dtype)
+    shape = (len(items), first.shape[0], max(lengths))
     if get_worker_info() is not None:  # built in shared memory, the batch is not copied again to reach the loader
-        audio.share_memory_()
+        audio = torch.empty(shape, dtype=first.dtype).share_memory_()
+    else:  # numpy's allocation asks for huge pages (madvise): fewer page faults than torch.empty's, measured
+        audio = torch.from_numpy(np.empty(shape, dtype=first.numpy().dtype))
     out = audio.numpy()  # numpy: torch's copy into a slice is 10x slower on a busy 2-core machine
     for i, (item, length) in enumerate(zip(items, lengths)):
         out[i, :, :length] = item["audio"].numpy()
