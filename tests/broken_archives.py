@@ -72,7 +72,7 @@ class Sample:
         self.by_name = {loop.name: loop for loop in self.manifest}
 
     @classmethod
-    def generate(cls, folder, loops: int = 4, seed: int = 11) -> "Sample":
+    def generate(cls, folder, loops: int = 4, seed: int = 11) -> Sample:
         manifest = sample_archives.make_sample(folder, loops=loops, seed=seed, layout="per-loop", compresslevel=1)
         wav = [m for m in read_members(Path(folder) / WAV) if not is_junk(m[0])]
         labels = [m for m in read_members(Path(folder) / JSON) if not is_junk(m[0])]

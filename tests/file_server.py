@@ -5,7 +5,10 @@ Tests and benchmarks serve generated archives with it, to stand in for Zenodo or
 (``bytes=N-`` and ``bytes=N-M``) and can cap each connection's speed the way busy public servers do.
 
 Observations, for tests: ``connections`` counts the TCP connections accepted (against ``requests``, it shows
-keep-alive reuse), and ``last_byte_sent(name)`` is an event set once an answer has sent a file's last byte.
+keep-alive reuse), ``sends`` gives each connection's requests, body bytes and send seconds (the server's own
+monotonic clock, from an answer's first body byte to its last, pacing included: bytes / seconds is the speed
+the connection was given, whatever the machine's load), and ``last_byte_sent(name)`` is an event set once an
+answer has sent a file's last byte.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
+
+
+@dataclass
+class ConnectionSends:
+    """What one connection was sent: its answers with a body, their bytes, and the seconds they took."""
+
+    requests: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def add(self, sent: int, seconds: float) -> None:
+        self.requests, self.bytes, self.seconds = self.requests + 1, self.bytes + sent, self.seconds + seconds
 
 
 class FileServer:
@@ -41,6 +57,7 @@ class FileServer:
         self.bytes_sent: dict[str, int] = defaultdict(int)
         self.requests: list[tuple[str, str, dict]] = []
         self.connections = 0
+        self.sends: dict[int, ConnectionSends] = {}  # connection number (1, 2, ...) -> what it was sent
         self._last_byte: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -76,6 +93,7 @@ class FileServer:
             def setup(self):
                 with server._lock:
                     server.connections += 1
+                    self.sends = server.sends[server.connections] = ConnectionSends()
                 if server.send_buffer:
                     self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.send_buffer)
                 super().setup()
@@ -116,23 +134,26 @@ class FileServer:
                 if not body:
                     return
                 started, sent = time.monotonic(), 0
-                with open(path, "rb") as f:
-                    f.seek(start)
-                    remaining = end - start + 1
-                    while remaining > 0:
-                        chunk = f.read(min(server.chunk_size, remaining))
-                        try:
-                            self.wfile.write(chunk)
-                        except (BrokenPipeError, ConnectionResetError):
-                            return  # the client stopped reading: a streaming reader may do that
-                        remaining -= len(chunk)
-                        sent += len(chunk)
-                        with server._lock:
-                            server.bytes_sent[name] += len(chunk)
-                        if server.rate_per_connection:  # sleep until this answer is back down to the rate
-                            ahead = sent / server.rate_per_connection - (time.monotonic() - started)
-                            if ahead > 0:
-                                time.sleep(ahead)
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(start)
+                        remaining = end - start + 1
+                        while remaining > 0:
+                            chunk = f.read(min(server.chunk_size, remaining))
+                            try:
+                                self.wfile.write(chunk)
+                            except (BrokenPipeError, ConnectionResetError):
+                                return  # the client stopped reading: a streaming reader may do that
+                            remaining -= len(chunk)
+                            sent += len(chunk)
+                            with server._lock:
+                                server.bytes_sent[name] += len(chunk)
+                            if server.rate_per_connection:  # sleep until this answer is back down to the rate
+                                ahead = sent / server.rate_per_connection - (time.monotonic() - started)
+                                if ahead > 0:
+                                    time.sleep(ahead)
+                finally:
+                    self.sends.add(sent, time.monotonic() - started)
                 if end == size - 1:
                     server.last_byte_sent(name).set()
 

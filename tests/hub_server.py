@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
@@ -70,7 +70,7 @@ def git_blob_oid(data: bytes) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _matches(patterns: list[str], path: str) -> bool:
@@ -768,7 +768,9 @@ class HubServer:
     `page_size` caps tree / commit listing pages (the Hub's is 1000, 50 with expand).
     """
 
-    def __init__(self, root_dir, *, port: int = 0, token: str | None = None, user: str = "user", page_size: int = 1000):
+    def __init__(
+        self, root_dir, *, port: int = 0, token: str | None = None, user: str = "user", page_size: int = 1000
+    ):
         self.store = RepoStore(root_dir)
         self.requests: list[LoggedRequest] = []
         self.unhandled: list[tuple[str, str]] = []

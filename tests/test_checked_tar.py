@@ -160,11 +160,20 @@ def test_md5_size_and_progress_count_each_compressed_byte_once(inflater, threads
     """Whatever order the inflater reads in; with no room to keep bytes read ahead, they are read again."""
     path, members = large_archive
     bars = []
-    monkeypatch.setattr(checked_tar, "_progress_bar", lambda name, total: bars.append(RecordingBar(name, total)) or bars[-1])
+    monkeypatch.setattr(
+        checked_tar, "_progress_bar", lambda name, total: bars.append(RecordingBar(name, total)) or bars[-1]
+    )
     monkeypatch.setattr(checked_tar._CountingReader, "PENDING", pending)
     data = path.read_bytes()
-    checked = reader(path, inflater, expected_md5=hashlib.md5(data).hexdigest(), expected_size=len(data),
-                     total=len(data), progress=True, threads=threads)
+    checked = reader(
+        path,
+        inflater,
+        expected_md5=hashlib.md5(data).hexdigest(),
+        expected_size=len(data),
+        total=len(data),
+        progress=True,
+        threads=threads,
+    )
     assert [name for name, _ in checked] == [name for name, _ in members]
     assert checked.size == len(data)
     assert checked.inflater == (f"rapidgzip(parallelization={threads})" if inflater == "rapidgzip" else inflater)
@@ -192,8 +201,11 @@ def test_a_tar_cut_short_inside_a_whole_gzip_stream_is_an_error(inflater, cut, m
     """tarfile takes a missing header for the end of the archive: the end-of-archive marker must be there."""
     with tarfile.open(fileobj=io.BytesIO(tar)) as plain:
         infos = plain.getmembers()
-    keep = {"at a member header": infos[3].offset, "inside a member header": infos[3].offset + 100,
-            "at the end marker": infos[-1].offset_data + 512}[cut]
+    keep = {
+        "at a member header": infos[3].offset,
+        "inside a member header": infos[3].offset + 100,
+        "at the end marker": infos[-1].offset_data + 512,
+    }[cut]
     path = write(tmp_path / NAME, gzip.compress(tar[:keep]))
     message = assert_damage_reported(reader(path, inflater))
     if cut != "inside a member header":  # there, the partial header is data after what tarfile took for the end
@@ -241,7 +253,9 @@ def test_wrong_published_md5_or_size_is_an_error_and_discards_the_download(infla
     path = write(tmp_path / NAME, archive)
     published = {"expected_md5": hashlib.md5(archive).hexdigest(), "expected_size": len(archive)}
     published["expected_md5" if wrong == "md5" else "expected_size"] = "0" * 32 if wrong == "md5" else len(archive) + 1
-    message = assert_damage_reported(reader(path, inflater, discard_path=str(path), **published), "the record publishes")
+    message = assert_damage_reported(
+        reader(path, inflater, discard_path=str(path), **published), "the record publishes"
+    )
     assert not path.exists() and "was deleted" in message
 
 
@@ -280,8 +294,11 @@ def pipe_of(data: bytes):
 @pytest.mark.parametrize("source", ["pipe", "read only", "BytesIO"])
 def test_streams_that_are_not_local_files_are_inflated_sequentially(requested, source, members, tar):
     archive = gzip.compress(tar)
-    opener = {"pipe": lambda: pipe_of(archive), "read only": lambda: ReadOnly(archive),
-              "BytesIO": lambda: io.BytesIO(archive)}[source]
+    opener = {
+        "pipe": lambda: pipe_of(archive),
+        "read only": lambda: ReadOnly(archive),
+        "BytesIO": lambda: io.BytesIO(archive),
+    }[source]
     checked = CheckedTarGz(opener, NAME, inflater=requested, md5=True)
     assert list(checked) == members
     assert checked.inflater == "isal"
@@ -352,15 +369,20 @@ good, truncated = sys.argv[2:4]
 result = {}
 for requested in ("auto", "isal", "rapidgzip", "zlib"):
     checked = CheckedTarGz(lambda: open(good, "rb"), "good", inflater=requested, md5=True)
-    result[requested] = [[name, hashlib.md5(data).hexdigest()] for name, data in checked] + [checked.inflater, checked.md5]
+    digests = [[name, hashlib.md5(data).hexdigest()] for name, data in checked]
+    result[requested] = digests + [checked.inflater, checked.md5]
 try:
     list(CheckedTarGz(lambda: open(truncated, "rb"), "truncated"))
 except ArchiveError as err:
     result["truncated"] = str(err)
 print(json.dumps(result))
 """
-    done = subprocess.run([sys.executable, "-c", script, str(ROOT), str(good), str(truncated)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT), str(good), str(truncated)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(done.stdout)
     expected = [[name, hashlib.md5(data).hexdigest()] for name, data in members]
     for requested in ("auto", "isal", "rapidgzip", "zlib"):

@@ -58,9 +58,7 @@ def test_plays_exactly_the_notes_and_every_beat(notes, bpm):
 
 def test_pattern_invariants_for_every_subset_of_notes():
     """Every non-empty note set: exactly those notes, every beat hit, valid velocities."""
-    for i, notes in enumerate(
-        set(c) for r in range(1, len(ALL) + 1) for c in itertools.combinations(sorted(ALL), r)
-    ):
+    for i, notes in enumerate(set(c) for r in range(1, len(ALL) + 1) for c in itertools.combinations(sorted(ALL), r)):
         steps = ds.pattern(notes, rng=np.random.default_rng(i))
         assert {n for _, n, _ in steps} == notes
         assert set(range(0, 8 * 16, 4)) <= {s for s, _, _ in steps}

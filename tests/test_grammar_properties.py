@@ -45,7 +45,9 @@ def _mutations(name: str):
     )
 
 
-VALID_NAMES = st.builds(lambda bpm, track: CANONICAL.format(bpm=bpm, track=track), st.integers(10, 999), st.integers(0, 9999))
+VALID_NAMES = st.builds(
+    lambda bpm, track: CANONICAL.format(bpm=bpm, track=track), st.integers(10, 999), st.integers(0, 9999)
+)
 NAME_LIKE = st.one_of(
     st.text(),
     st.text(alphabet="0123456789bpm_orkdi ."),
@@ -110,7 +112,9 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
     max_leaves=20,
 )
-PITCHES = st.one_of(st.lists(st.integers(0, 127), max_size=8), st.lists(st.integers() | JSON_SCALARS, max_size=5), JSON_VALUES)
+PITCHES = st.one_of(
+    st.lists(st.integers(0, 127), max_size=8), st.lists(st.integers() | JSON_SCALARS, max_size=5), JSON_VALUES
+)
 TEMPOS = st.one_of(
     st.integers(-5, 300),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -144,7 +148,9 @@ def _check_label(label: Label, value) -> None:
     assert label.notes == tuple(sorted(set(label.pitch)))
     assert label.bpm is None or (math.isfinite(label.bpm) and label.bpm > 0)
     assert all(v is None or isinstance(v, str) for v in label.optional.values())
-    assert (pitch_key in label.extra) == (label.pitch != tuple(value[pitch_key]) or not all(type(n) is int for n in value[pitch_key]))
+    assert (pitch_key in label.extra) == (
+        label.pitch != tuple(value[pitch_key]) or not all(type(n) is int for n in value[pitch_key])
+    )
     kept = set(label.extra) | {pitch_key}
     assert all(key in kept or key.lower() in ("style", "time_signature", "timesig", "time_sig") for key in value)
     assert all(label.extra[key] is value[key] for key in label.extra)
@@ -175,7 +181,13 @@ DOCUMENTS = st.one_of(
     JSON_VALUES,
     st.builds(_label_document, st.lists(LOOP_NAMES, max_size=4), st.lists(LABEL_LIKE, max_size=4)),
     LABEL_LIKE,
-    st.fixed_dictionaries({KEY_MAP_FIELD: st.one_of(JSON_VALUES, st.lists(st.fixed_dictionaries({"note": JSON_SCALARS, "label": JSON_SCALARS}), max_size=4))}),
+    st.fixed_dictionaries(
+        {
+            KEY_MAP_FIELD: st.one_of(
+                JSON_VALUES, st.lists(st.fixed_dictionaries({"note": JSON_SCALARS, "label": JSON_SCALARS}), max_size=4)
+            )
+        }
+    ),
 )
 RAW_DOCUMENTS = st.one_of(
     DOCUMENTS.map(lambda d: json.dumps(d).encode()),
@@ -184,7 +196,9 @@ RAW_DOCUMENTS = st.one_of(
     st.text(max_size=64).map(str.encode),
     st.sampled_from([b"", b"\xef\xbb\xbf{}", b"NaN", b'{"a": NaN}', b"[1, 2", b"\xff\xfe", b"{" * 3]),
 )
-PATHS = st.sampled_from(["labels/a.json", "b.JSON", "json/100bpm_pop_rok_drm_id_001_0039.json", "notes.txt", "._c.json", "__MACOSX/d.json"])
+PATHS = st.sampled_from(
+    ["labels/a.json", "b.JSON", "json/100bpm_pop_rok_drm_id_001_0039.json", "notes.txt", "._c.json", "__MACOSX/d.json"]
+)
 
 
 @PROPERTY

@@ -186,7 +186,10 @@ def test_card_declares_configs_features_and_sizes(exported, built):
             "data_files": [{"split": split, "path": f"data/default/{split}-*"} for split in splits],
             "default": True,
         },
-        {"config_name": "labels", "data_files": [{"split": split, "path": f"data/labels/{split}-*"} for split in splits]},
+        {
+            "config_name": "labels",
+            "data_files": [{"split": split, "path": f"data/labels/{split}-*"} for split in splits],
+        },
     ]
     assert MetadataConfigs.from_dataset_card_data(card.data).get_default_config_name() == "default"
 
@@ -385,11 +388,16 @@ def progress_bars(stderr: str) -> list[tuple[str, str]]:
     return bars
 
 
-@pytest.mark.skipif(datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is not None, reason="bars set by the environment")
+@pytest.mark.skipif(
+    datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is not None, reason="bars set by the environment"
+)
 @pytest.mark.parametrize("audio_format", ["wav", "flac"])
 def test_export_shows_one_bar_per_stage_and_none_per_shard(audio_format, tmp_path, capsys):
     splits = generic_splits()
-    configs = {"default": splits, "labels": datasets.DatasetDict({k: v.remove_columns("audio") for k, v in splits.items()})}
+    configs = {
+        "default": splits,
+        "labels": datasets.DatasetDict({k: v.remove_columns("audio") for k, v in splits.items()}),
+    }
     capsys.readouterr()
     summary = write_parquet_copy(tmp_path, configs, card_body="", card_metadata={}, audio_format=audio_format)
     stderr = capsys.readouterr().err

@@ -6,6 +6,7 @@ import logging
 import random
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -108,8 +109,8 @@ def ranges(server):
     return [headers.get("Range") for headers in server.requests]
 
 
-def spans(server, size=len(DATA)):
-    return [asked(headers, size) for headers in server.requests]
+def spans(server, size=None):
+    return [asked(headers, len(DATA) if size is None else size) for headers in server.requests]
 
 
 def assert_tiles(requested, start, end):
@@ -154,8 +155,9 @@ def test_resumes_after_mid_body_disconnects(serve, tmp_path):
         serve_file(handler, DATA, cut=n < 2)
 
     server = serve(respond)
-    result = download(server.url, dest, expected_size=len(DATA), expected_md5=DATA_MD5,
-                      backoff=0.01, chunk_size=4096, connections=1)  # fmt: skip  (progress bar on, to stderr)
+    result = download(
+        server.url, dest, expected_size=len(DATA), expected_md5=DATA_MD5, backoff=0.01, chunk_size=4096, connections=1
+    )  # fmt: skip  (progress bar on, to stderr)
 
     assert result == dest and dest.read_bytes() == DATA
     # Each retry asks for exactly the bytes already written: it resumed, never restarted.
@@ -466,17 +468,50 @@ def test_ranges_are_fetched_at_once_and_reassembled(serve, tmp_path):
     assert sorted(tmp_path.iterdir()) == [tmp_path / "f"]  # no part file, no ranges record
 
 
-def test_ranges_over_a_keep_alive_file_server(tmp_path):
-    """HTTP/1.1 connections are reused from range to range, and no byte is sent twice."""
+@pytest.mark.parametrize("connections", [2, 4])
+def test_ranges_over_a_keep_alive_file_server(tmp_path, connections):
+    """HTTP/1.1 connections are reused from range to range (download.py's keep-alive claim), no byte sent twice."""
+    data = DATA * 4  # 1.2 MB: about 20 ranges for the few connections
     (tmp_path / "served").mkdir()
-    (tmp_path / "served" / "drums.tar.gz").write_bytes(DATA)
+    (tmp_path / "served" / "drums.tar.gz").write_bytes(data)
     with FileServer(tmp_path / "served") as server:
-        download(f"{server.url}/drums.tar.gz", tmp_path / "f", expected_size=len(DATA), expected_md5=DATA_MD5,
-                 connections=4, **FAST)  # fmt: skip
+        download(f"{server.url}/drums.tar.gz", tmp_path / "f", expected_size=len(data),
+                 expected_md5=hashlib.md5(data).hexdigest(), connections=connections, **FAST)  # fmt: skip
 
-    assert (tmp_path / "f").read_bytes() == DATA
-    assert server.bytes_sent["drums.tar.gz"] == len(DATA)
-    assert_tiles([asked(headers, len(DATA)) for _, _, headers in server.requests], 0, len(DATA))
+    assert (tmp_path / "f").read_bytes() == data
+    assert server.bytes_sent["drums.tar.gz"] == len(data)
+    assert_tiles([asked(headers, len(data)) for _, _, headers in server.requests], 0, len(data))
+    # Several times more requests than connections, yet no more TCP connections than asked for: each was kept alive.
+    assert len(server.requests) >= 3 * connections, server.requests
+    assert 1 <= server.connections <= connections, f"{server.connections} TCP connections for {len(server.requests)}"
+    assert sum(sends.requests for sends in server.sends.values()) == len(server.requests)
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_file_server_caps_each_connection_at_its_rate(tmp_path, connections):
+    """The cap the benchmark's download_speedup rests on: no connection is ever sent bytes faster than the rate.
+
+    Bytes and seconds are the server's own (its monotonic clock, from an answer's first body byte to its last),
+    so the bound holds whatever the machine's load: load can only make a connection slower.
+    """
+    rate = 4e6  # bytes/s per connection: 1.2 MB takes at least 0.3 s over one connection, 0.1 s over three
+    data = random.Random(1).randbytes(1_200_000)
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "drums.tar.gz").write_bytes(data)
+    with FileServer(tmp_path / "served", chunk_size=16 * 1024, rate_per_connection=rate) as server:
+        started = time.monotonic()
+        download(f"{server.url}/drums.tar.gz", tmp_path / "f", expected_size=len(data),
+                 expected_md5=hashlib.md5(data).hexdigest(), connections=connections, **FAST)  # fmt: skip
+        elapsed = time.monotonic() - started
+
+    assert (tmp_path / "f").read_bytes() == data
+    sends = [sends for sends in server.sends.values() if sends.bytes]
+    assert sum(s.bytes for s in sends) == len(data) and 1 <= len(sends) <= connections, server.sends
+    for number, connection in server.sends.items():
+        if connection.bytes:  # bytes / the seconds they took: at most the rate (1e-9: float rounding)
+            assert connection.bytes / connection.seconds <= rate * (1 + 1e-9), (number, connection)
+    # The whole download therefore takes at least the bytes over the rate of the connections that carried them.
+    assert elapsed >= len(data) / (rate * len(sends)), (elapsed, server.sends)
 
 
 def test_size_is_learnt_from_the_first_range(serve, tmp_path):

@@ -23,14 +23,16 @@ _ABSOLUTE_GATE = -70.0
 _RELATIVE_GATE = -10.0
 
 
-def peak_dbfs(pcm: np.ndarray) -> float:
-    """The sample peak in dBFS (full scale 32768); -inf for digital silence."""
+def peak_dbfs(pcm: np.ndarray) -> float | None:
+    """The sample peak in dBFS (full scale 32768); None for digital silence, which has no level (never -inf)."""
     peak = max(-int(pcm.min()), int(pcm.max()))
-    return 20 * math.log10(peak / FULL_SCALE) if peak else -math.inf
+    return 20 * math.log10(peak / FULL_SCALE) if peak else None
 
 
 def clipped_samples(pcm: np.ndarray) -> int:
     """How many samples sit at full scale (-32768 or 32767): a clipped render keeps many there."""
+    if pcm.size == 0 or (pcm.max() < 32767 and pcm.min() > -32768):
+        return 0  # two reductions instead of two comparisons and their masks, in the usual case
     return int(np.count_nonzero(pcm == 32767) + np.count_nonzero(pcm == -32768))
 
 
@@ -41,32 +43,40 @@ def digest(pcm: np.ndarray) -> str:
     return sha.hexdigest()
 
 
+@functools.cache
 def _fft_length(step: int) -> int:
     """The smallest 2^a 3^b at least ``step``: pocketfft's fastest lengths (4608 for 4410, ~20 % faster)."""
     return min(2**a * 3**b for a in range(24) for b in range(16) if 2**a * 3**b >= step)
 
 
 @functools.cache
-def _k_weighting_power(rate: int, step: int) -> np.ndarray:
-    """Per rFFT bin of a zero-padded ``step``, |K-weighting|^2 (pyloudnorm's own two filters) and Parseval's weight.
+def _k_weighting_power(rate: int, factor: int, step: int) -> tuple[float, np.ndarray]:
+    """K-weighting (pyloudnorm's own two filters) split for a step decimated by ``factor`` (a mean of frames).
 
-    A 100 ms step's K-weighted mean square is then one dot product with its spectrum's power (real and imaginary
-    parts side by side, as a float32 view of the complex spectrum lays them).
+    |K|^2 is flat above ~8 kHz, so it is its value at Nyquist (the first number: a weight on each step's plain
+    energy) plus a rest that is ~0 there. The rest is weighed on the spectrum of the decimated step (zero-padded
+    to a fast length; real and imaginary parts side by side, as a float32 view of the complex spectrum lays them),
+    with the decimation's response divided out and Parseval's weights in.
     """
     length = _fft_length(step)
-    frequencies = np.fft.rfftfreq(length, 1 / rate)
-    response = np.ones(len(frequencies))
+    frequencies = np.fft.rfftfreq(length, factor / rate)
+    response = np.ones(len(frequencies) + 1)
     for stage in (
         IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"),
         IIRfilter(0.0, 0.5, 38.0, rate, "high_pass"),
     ):
-        _, h = scipy.signal.freqz(stage.b, stage.a, worN=frequencies, fs=rate)
+        _, h = scipy.signal.freqz(stage.b, stage.a, worN=[*frequencies, rate / 2], fs=rate)
         response *= np.abs(h) ** 2 * stage.passband_gain**2
+    flat = response[-1]
+    angle = np.pi * frequencies[1:] / rate
+    decimation = np.ones(len(frequencies))
+    decimation[1:] = (np.sin(factor * angle) / (factor * np.sin(angle))) ** 2
     parseval = np.full(len(frequencies), 2.0)
     parseval[0] = 1.0
     if length % 2 == 0:
         parseval[-1] = 1.0
-    return np.repeat(response * parseval / (length * step * FULL_SCALE**2), 2).astype(np.float32)
+    rest = (response[:-1] - flat) * parseval * factor / (length * decimation * FULL_SCALE**2)
+    return float(flat), np.repeat(rest, 2).astype(np.float32)
 
 
 def loudness_lufs(pcm: np.ndarray, sample_rate: int) -> float | None:
@@ -74,23 +84,33 @@ def loudness_lufs(pcm: np.ndarray, sample_rate: int) -> float | None:
 
     None when no 400 ms block passes the -70 LUFS gate (digital silence): BS.1770 has no number for it.
     pyloudnorm takes ~42 ms for 19 s of stereo (its IIR filters and per-block Python loop), three times the
-    whole listening budget; here each 100 ms step's K-weighted mean square comes from its spectrum (Parseval)
-    weighted by pyloudnorm's filters' response, and blocks are sums of four steps: ~5 ms on an idle core,
-    within 0.06 LU of pyloudnorm on the test corpus (only the filters' ringing across a step's end differs).
-    Up to 3 channels (L, R, C at gain 1.0), as pyloudnorm's default channel gains.
+    whole listening budget. Here each 100 ms step's K-weighted mean square is its plain energy times the
+    filters' flat top, plus the rest of their response weighed on its spectrum (Parseval). The rest is ~0 above
+    8 kHz, so at 40 kHz and up that spectrum is the one of the mean of frame pairs: half the FFT work, and what
+    the pair mean folds down from above 11 kHz is weighed wrong only by that small rest (within 0.001 LU of the
+    full-rate spectrum on the test corpus). Blocks are sums of four steps. Against pyloudnorm: within 0.06 LU on
+    99 % of the test corpus, 0.18 at worst (hits on step ends at 120 BPM: the filters ring across them, here
+    not). Up to 3 channels (L, R, C at gain 1.0), as pyloudnorm's default channel gains.
     """
     step = round(_BLOCK_S / _STEPS_PER_BLOCK * sample_rate)
     steps = pcm.shape[0] // step
     if steps < _STEPS_PER_BLOCK:
         return None
-    channels = np.ascontiguousarray(pcm[: steps * step].T, dtype=np.float32).reshape(pcm.shape[1], steps, step)
-    # float32 in, complex64 out (numpy's would be double); zero padding keeps Parseval and the filter's ringing
-    spectrum = scipy.fft.rfft(channels, n=_fft_length(step), axis=-1, workers=1).view(np.float32)
-    power = np.square(spectrum) @ _k_weighting_power(sample_rate, step)
-    step_power = power.sum(axis=0, dtype=np.float64)  # channel gains 1.0
+    factor = 2 if sample_rate >= 40000 and step % 2 == 0 else 1
+    floats = pcm[: steps * step].astype(np.float32)
+    energy = np.einsum("ij,ij->i", *[floats.reshape(steps, -1)] * 2) * np.float32(1 / FULL_SCALE**2)
+    runs = floats.reshape(-1, factor, pcm.shape[1])
+    means = runs[:, 0].T.copy()  # (channels, frames / factor), contiguous for the FFT
+    if factor == 2:
+        means += runs[:, 1].T
+        means *= np.float32(0.5)
+    flat, rest = _k_weighting_power(sample_rate, factor, step // factor)
+    blocks = means.reshape(pcm.shape[1], steps, step // factor)
+    spectrum = scipy.fft.rfft(blocks, n=_fft_length(step // factor), axis=-1, workers=1).view(np.float32)
+    step_power = (flat * energy + (np.square(spectrum) @ rest).sum(axis=0, dtype=np.float64)) / step
     kernel = np.ones(_STEPS_PER_BLOCK) / _STEPS_PER_BLOCK
     block = np.convolve(step_power, kernel, mode="valid")
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         loudness = -0.691 + 10 * np.log10(block)
     gated = block[loudness >= _ABSOLUTE_GATE]
     if gated.size == 0:

@@ -25,7 +25,7 @@ class Listening:
     onsets: dict[str, list[float]]
     grid_fit: float
     pattern: str
-    peak_dbfs: float
+    peak_dbfs: float | None
     loudness_lufs: float | None
     clipped_samples: int
     digest: str
@@ -49,7 +49,7 @@ class Listening:
             "onsets": {band: [f32(v) for v in values] for band, values in self.onsets.items()},
             "grid_fit": f32(self.grid_fit),
             "pattern": self.pattern,
-            "peak_dbfs": f32(self.peak_dbfs),
+            "peak_dbfs": None if self.peak_dbfs is None else f32(self.peak_dbfs),
             "loudness_lufs": None if self.loudness_lufs is None else f32(self.loudness_lufs),
             "clipped_samples": self.clipped_samples,
         }
@@ -82,15 +82,15 @@ def listen(pcm: np.ndarray, bpm: float, num_bars: int, sample_rate: int = 44100)
     pcm_digest = digest(pcm)
     steps = num_bars * STEPS_PER_BAR
     if loudness is None:
-        strengths, fit = np.zeros((len(BANDS), steps), np.float32), 0.0
+        strengths, fit, evidence = np.zeros((len(BANDS), steps), np.float32), 0.0, None
     else:
-        strengths, fit = onsets(pcm, bpm, num_bars, sample_rate)
+        strengths, fit, evidence = onsets(pcm, bpm, num_bars, sample_rate)
     by_band = dict(zip(BANDS, strengths))
     short = pcm.shape[0] < frame_at((steps - 1) / STEPS_PER_BEAT, bpm, sample_rate)
     if loudness is None or loudness < SILENT_LUFS or short or fit < OFF_GRID_FIT:
         pattern = unplaced_id(pcm_digest)
     else:
-        pattern = pattern_id(by_band)
+        pattern = pattern_id(dict(zip(BANDS, evidence)))
     return Listening(
         onsets={band: values.tolist() for band, values in by_band.items()},
         grid_fit=fit,
