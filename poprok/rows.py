@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets.utils.file_utils import xopen
+from threadpoolctl import threadpool_limits
 
 from poprok.analysis import ListenError, Listening, listen
 from poprok.archives.checked_tar import ArchiveError, CheckedTarGz
@@ -75,8 +76,13 @@ class LoopReader:
     ) -> Iterator[tuple[str, dict]]:
         """(name, row) for every good loop among the WAV archive's members (``require_wav``: at least one).
 
-        Loops are listened to by ``LISTENERS`` threads, a few members ahead (the analysis releases the GIL).
+        Loops are listened to by ``LISTENERS`` threads, a few members ahead (the analysis releases the GIL); while
+        they run, BLAS keeps to one thread: its own threads on top of the listeners' made listening slower.
         """
+        with threadpool_limits(1, "blas"):
+            yield from self._audio_rows(members, archive, require_wav)
+
+    def _audio_rows(self, members, archive: str, require_wav: bool) -> Iterator[tuple[str, dict]]:
         for (path, data), heard in ordered_map(listen_to_member, archive_errors_as_problems(members), LISTENERS):
             self.survey.add_file(archive, path)
             if is_junk(path) or not path.lower().endswith(".wav"):

@@ -51,7 +51,7 @@ def downmix(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 @functools.cache
-def _band_matrix(rate: float) -> tuple[np.ndarray, list[int]]:
+def band_matrix(rate: float) -> tuple[np.ndarray, list[int]]:
     """The sub-band summing matrix (FFT bins to sub-bands) and the sub-band rows where each band starts."""
     bin_hz = rate / N_FFT
     rows, starts = [], []
@@ -72,7 +72,7 @@ def band_power(mono: np.ndarray, rate: float) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(np.pad(mono, N_FFT // 2), N_FFT)[::HOP]
     spectrum = scipy.fft.rfft(frames * window, axis=-1, workers=1)
     power = spectrum.real**2 + spectrum.imag**2
-    return (power @ _band_matrix(rate)[0]).T
+    return (power @ band_matrix(rate)[0]).T
 
 
 def band_flux(power: np.ndarray, rate: float) -> np.ndarray:
@@ -83,7 +83,7 @@ def band_flux(power: np.ndarray, rate: float) -> np.ndarray:
     decibels = 10 * np.log10(np.maximum(power, np.float32(1e-10)))
     decibels = np.maximum(decibels, decibels.max() - np.float32(80.0))
     rise = np.maximum(decibels[:, 1:] - decibels[:, :-1], 0)
-    _, starts = _band_matrix(rate)
+    _, starts = band_matrix(rate)
     flux = np.zeros((len(BANDS), power.shape[1]), np.float32)
     for band, (first, end) in enumerate(itertools.pairwise(starts)):
         flux[band, 1:] = rise[first:end].mean(axis=0)
@@ -98,7 +98,7 @@ def pattern_evidence(power: np.ndarray, rate: float) -> np.ndarray:
     body, 1-2 kHz); high: its top one (9-11 kHz), square-rooted so quieter 16ths stay above the cut. Measured
     on the render corpus: benchmarks/pattern_curve.py.
     """
-    _, starts = _band_matrix(rate)
+    _, starts = band_matrix(rate)
     rise = np.maximum(power[:, 1:] - power[:, :-1], 0)
     evidence = np.zeros((len(BANDS), power.shape[1]), np.float32)
     evidence[0, 1:] = rise[starts[0] : starts[1]].sum(axis=0)

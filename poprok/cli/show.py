@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import datasets
 
@@ -26,7 +27,9 @@ def run(args) -> int:
 def show_rows(path: str, config: str, rows: int, streaming: bool = False) -> str:
     """The first ``rows`` rows of the copy's first split, instruments named and audio summarised."""
     splits = datasets.get_dataset_split_names(path, config)
-    dataset = datasets.load_dataset(path, config, split=splits[0], streaming=streaming)
+    # A folder exported again may hold other rows of the same sizes, which datasets' cache cannot tell apart.
+    fresh = "force_redownload" if os.path.isdir(path) and not streaming else None
+    dataset = datasets.load_dataset(path, config, split=splits[0], streaming=streaming, download_mode=fresh)
     lines = [f"{path} [{config}] {splits[0]}: {dataset.features}"]
     instruments = dataset.features["instruments"].feature
     for row in dataset.take(rows) if streaming else dataset.select(range(min(rows, dataset.num_rows))):
