@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,30 +293,26 @@ def faulty_corpus(kits, seed: int = 1) -> tuple[dict[str, tuple[np.ndarray, floa
     return loops, expected
 
 
-def leak_and_largest(true_patterns: list[str], ids: list[str], split_of) -> tuple[float, int]:
-    """The share of same-true-pattern pairs that land in different splits, and the largest id group's size."""
-    splits = [split_of(pattern) for pattern in ids]
-    pairs = leaked = 0
-    for i in range(len(ids)):
-        for j in range(i + 1, len(ids)):
+def _share_of_pairs_differing(true_patterns: list[str], keys: list) -> float:
+    """Among pairs of loops of one true pattern, the share whose ``keys`` differ."""
+    pairs = differing = 0
+    for i in range(len(keys)):
+        for j in range(i + 1, len(keys)):
             if true_patterns[i] == true_patterns[j]:
                 pairs += 1
-                leaked += splits[i] != splits[j]
-    sizes = {}
-    for pattern in ids:
-        sizes[pattern] = sizes.get(pattern, 0) + 1
-    return leaked / pairs, max(sizes.values())
+                differing += keys[i] != keys[j]
+    return differing / pairs
+
+
+def leak_and_largest(true_patterns: list[str], ids: list[str], split_of) -> tuple[float, int]:
+    """The share of same-true-pattern pairs that land in different splits, and the largest id group's size."""
+    leak = _share_of_pairs_differing(true_patterns, [split_of(pattern) for pattern in ids])
+    return leak, max(Counter(ids).values())
 
 
 def split_pairs(true_patterns: list[str], ids: list[str]) -> float:
     """The share of same-true-pattern pairs with different ids: times 0.34, the leak expected over the fold hash."""
-    pairs = split = 0
-    for i in range(len(ids)):
-        for j in range(i + 1, len(ids)):
-            if true_patterns[i] == true_patterns[j]:
-                pairs += 1
-                split += ids[i] != ids[j]
-    return split / pairs
+    return _share_of_pairs_differing(true_patterns, ids)
 
 
 def roc_auc(scores, labels) -> float:
