@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
-import pytest
+# A datasets cache of the session's own, set before datasets is imported: datasets keys its cache of a local
+# Parquet folder on the folder's name and card (sizes, features), not on the files, so a copy an earlier session
+# wrote under the same name, with other values of the same sizes, would be read back from a stale cache.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="pop_rok_tests_datasets_")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
-import pop_rok
-from poprok.sample import archives as sample_archives
+import pytest  # noqa: E402
+
+import pop_rok  # noqa: E402
+from poprok.sample import archives as sample_archives  # noqa: E402
 
 REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
 
