@@ -398,8 +398,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
         if preparing:  # _download_and_prepare settles once every job is done
             job = {"problems": reader.problems.entries, "survey": reader.survey.state()}
             Path(self._problem_dir, f"{uuid.uuid4().hex}.json").write_text(json.dumps(job))
-        else:  # streaming
-            self._settle(reader.problems, count)
+        else:  # streaming: only a pass over the whole archive counted every loop; others counted this split's
+            self._settle(reader.problems, count if wav_archive is not None else None)
 
     @contextlib.contextmanager
     def _other_split_writers(self, split: str):
@@ -440,8 +440,11 @@ class PopRok(datasets.GeneratorBasedBuilder):
             )  # fmt: skip
         self.info.description = f"{DESCRIPTION}\n{survey.text(self._labels.key_map)}\n"
 
-    def _settle(self, problems: Problems, rows: int) -> None:
-        """Raise with every problem, or (on_error="skip") report what was left out and carry on."""
+    def _settle(self, problems: Problems, rows: int | None) -> None:
+        """Raise with every problem, or (on_error="skip") report what was left out and carry on.
+
+        ``rows``: the loops that remain in the whole dataset, or None when only one split's are known.
+        """
         if not problems:
             return
         if self.config.on_error == "skip" and rows == 0:

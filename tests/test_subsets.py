@@ -235,3 +235,19 @@ def test_a_split_only_skip_empties(layout, tmp_path, caplog):
     with pytest.raises(pop_rok.PopRokError, match=listing):
         pop_rok.load_pop_rok(split="test", **source)
     assert list(pop_rok.load_pop_rok(**source)) == ["train"]
+
+
+@pytest.mark.parametrize("config", ["default", "labels"])
+def test_streaming_a_split_that_skip_empties_yields_nothing(config, tmp_path, caplog):
+    """Test's one label disagrees with its file name's tempo: skipped, streaming test yields no row and says why, while
+    train still streams; only a dataset with no loop left at all is an error."""
+    train = loop_name(TRACKS_BY_FOLD[0][0], 105)
+    bad = loop_name(TRACKS_BY_FOLD[9][0], 115)
+    loops = [{"name": train, "pitch": [36], "bpm": 105}, {"name": bad, "pitch": [36, 38], "bpm": 125}]
+    data = write_subset(tmp_path / "data", loops, "aggregated", wavs_for=[train, bad])
+    source = dict(data_dir=str(data), on_error="skip", config=config)
+    with caplog.at_level(logging.WARNING, logger="pop_rok"):
+        assert list(pop_rok.load_pop_rok(split="test", streaming=True, **source)) == []
+    warned = [r.getMessage() for r in caplog.records if r.name == "pop_rok" and r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "1 problem(s)" in warned[0] and "says 125" in warned[0], warned
+    assert [row["name"] for row in pop_rok.load_pop_rok(split="train", streaming=True, **source)] == [train]
