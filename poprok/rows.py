@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from poprok.analysis import ListenError, Listening, listen
 from poprok.archives.checked_tar import ArchiveError, CheckedTarGz
-from poprok.archives.wav import WavError, read_wav_info
+from poprok.archives.wav import WavError, WavInfo, read_wav_info
 from poprok.captions import caption
 from poprok.errors import PopRokError, Problems
 from poprok.grid import bars_in, beat_grid
@@ -119,12 +119,12 @@ class LoopReader:
         except WavError as err:
             self.problems.add(path, f"unreadable WAV: {err}")
             return None
-        found = (info.sample_rate, info.bits_per_sample, info.channels)
-        if found != (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS):
-            expected = (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS)
+        if wav_format(info) != LOOP_FORMAT:
             self.problems.add(
                 path,
-                "is {} Hz / {}-bit / {} channel(s); POP-ROK loops are {} Hz / {}-bit / {}".format(*found, *expected),
+                "is {} Hz / {}-bit / {} channel(s); POP-ROK loops are {} Hz / {}-bit / {}".format(
+                    *wav_format(info), *LOOP_FORMAT
+                ),
             )
             return None
         self.survey.add_duration(info.num_frames, loop.bpm)
@@ -210,6 +210,14 @@ class LoopReader:
         return row
 
 
+LOOP_FORMAT = (SAMPLE_RATE, BITS_PER_SAMPLE, CHANNELS)  # what every POP-ROK WAV is
+
+
+def wav_format(info: WavInfo) -> tuple[int, int, int]:
+    """A WAV's (sample rate, bits per sample, channels), as ``LOOP_FORMAT`` orders them."""
+    return info.sample_rate, info.bits_per_sample, info.channels
+
+
 LISTENERS = 2  # threads listening to loops: the cores, while another thread inflates the archive
 
 
@@ -222,11 +230,7 @@ def listen_to_member(member: tuple[str, bytes]) -> Listening | ListenError | Non
         info = read_wav_info(data)
     except (PopRokError, WavError):
         return None
-    if is_junk(path) or (info.sample_rate, info.bits_per_sample, info.channels) != (
-        SAMPLE_RATE,
-        BITS_PER_SAMPLE,
-        CHANNELS,
-    ):
+    if is_junk(path) or wav_format(info) != LOOP_FORMAT:
         return None
     try:
         return listen(
