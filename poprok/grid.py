@@ -6,6 +6,8 @@ rounding) holds everywhere: window k of ``bars`` bars starts at ``frame_at(k * b
 
 from __future__ import annotations
 
+import numpy as np
+
 BEATS_PER_BAR = 4  # 4/4
 STEPS_PER_BEAT = 4  # 16th notes
 STEPS_PER_BAR = BEATS_PER_BAR * STEPS_PER_BEAT
@@ -19,6 +21,11 @@ def seconds_at(beats: float, bpm: float) -> float:
 def frame_at(beats: float, bpm: float, sample_rate: int) -> int:
     """The sample index of beat ``beats``, rounded to the nearest sample."""
     return round(beats * 60 / bpm * sample_rate)
+
+
+def frames_at(beats: np.ndarray, bpm: float, sample_rate: float) -> np.ndarray:
+    """``frame_at`` of each of an array of beats, with the same rounding (to nearest, halves to even)."""
+    return np.rint(np.asarray(beats) * 60 / bpm * sample_rate).astype(np.int64)
 
 
 def bars_in(frames: int, bpm: float, sample_rate: int) -> int:

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import scipy.fft
 
-from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at
+from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at, frames_at
 
 BANDS = ("low", "mid", "high")
 # Kick below 150 Hz; snare and rimshot body and crack 150 Hz-2 kHz; hats, ride and crash above 5 kHz.
@@ -109,7 +109,7 @@ def pattern_evidence(power: np.ndarray, rate: float) -> np.ndarray:
 
 def step_hops(bpm: float, num_bars: int, rate: float) -> np.ndarray:
     """The hop nearest each 16th step of ``num_bars`` bars at ``bpm``."""
-    frames = np.round(np.arange(num_bars * STEPS_PER_BAR) / STEPS_PER_BEAT * 60 / bpm * rate)  # grid.frame_at's
+    frames = frames_at(np.arange(num_bars * STEPS_PER_BAR) / STEPS_PER_BEAT, bpm, rate)
     return np.round(frames / HOP).astype(int)
 
 
