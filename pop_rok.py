@@ -196,9 +196,9 @@ class PopRok(datasets.GeneratorBasedBuilder):
         preset = next((c for c in self.BUILDER_CONFIGS if c.name == config_name), None)
         if kwargs.get("with_audio", preset.with_audio if preset else True):
             require_audio_stack()  # before the builder touches the cache
-            # A row holds a 2.6 MB WAV: rows are written one by one (read_ahead buffers the archive): as fast as
-            # batches of 4, and 40 MB less at peak.
-            kwargs.setdefault("writer_batch_size", 1)
+            # A row holds a 2.9 MB WAV and 21 other columns, which datasets casts batch by batch: batches of 4
+            # take half its time a row (measured: 3.5 against 7 ms), for ~35 MB more at peak than rows one by one.
+            kwargs.setdefault("writer_batch_size", 4)
         super().__init__(*args, **kwargs)
         self.config.check()
 

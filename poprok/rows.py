@@ -148,8 +148,8 @@ class LoopReader:
             **row,
             "duration": float32(info.duration),
             "num_bars": num_bars,
-            "beats": float32(beats),
-            "downbeats": float32(downbeats),
+            "beats": np.asarray(beats, np.float32),  # arrays: the Arrow writer takes them whole, lists item by item
+            "downbeats": np.asarray(downbeats, np.float32),
             "caption": caption(loop.bpm, num_bars, row["instruments"], loop.genre, loop.subgenre),
             **listening.columns(),
         }

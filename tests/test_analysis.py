@@ -205,3 +205,30 @@ def test_the_band_flux_is_librosas_onset_strength_multi():
     _, starts = onsets.band_matrix(rate)
     expected = librosa.onset.onset_strength_multi(S=decibels, lag=1, max_size=1, channels=starts, center=False)
     np.testing.assert_array_equal(onsets.band_flux(power, rate), expected)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000, 96000])
+def test_the_k_weighting_biquads_are_pyloudnorms_own(rate):
+    from pyloudnorm.iirfilter import IIRfilter
+
+    from poprok.analysis.facts import K_WEIGHTING, k_weighting_biquads
+
+    theirs = [IIRfilter(*K_WEIGHTING[kind], rate, kind) for kind in ("high_shelf", "high_pass")]
+    for (b, a), stage in zip(k_weighting_biquads(rate), theirs, strict=True):
+        np.testing.assert_allclose(b, stage.b, rtol=1e-14)  # math's sin and cos against numpy's: an ulp apart
+        np.testing.assert_allclose(a, stage.a, rtol=1e-14)
+        assert stage.passband_gain == 1.0
+
+
+def test_listening_imports_neither_scipy_signal_nor_pyloudnorm():
+    """Each costs ~50 MB in every build process (scipy.signal; pyloudnorm imports it): the build imports neither."""
+    script = (
+        "import sys, numpy as np, pop_rok\n"
+        "from poprok.analysis import listen\n"
+        "listen(np.ones((88200, 2), np.int16), 120, 4)\n"
+        "print(sorted(m for m in ('scipy.signal', 'pyloudnorm', 'librosa') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env, cwd=root)
+    assert out.stdout.strip() == "[]"

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poprok.analysis.facts import CLIPPED_AT_LEAST, SILENT_LUFS, clipped_samples, digest, loudness_lufs, peak_dbfs
+from poprok.analysis.facts import CLIPPED_AT_LEAST, SILENT_LUFS, digest, levels, loudness_lufs
+from poprok.analysis.frames import as_floats
 from poprok.analysis.onsets import BANDS, OFF_GRID_FIT, onsets
 from poprok.analysis.patterns import pattern_id, unplaced_id
 from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at
@@ -22,7 +23,7 @@ class ListenError(ValueError):
 class Listening:
     """What listening to one loop found: onsets per band on its 16th steps, its grid fit, pattern and audio facts."""
 
-    onsets: dict[str, list[float]]
+    onsets: dict[str, np.ndarray]  # float32
     grid_fit: float
     pattern: str
     peak_dbfs: float | None
@@ -40,13 +41,13 @@ class Listening:
         return cls(onsets={}, **facts)
 
     def columns(self) -> dict:
-        """The six row columns, floats rounded to float32 as the table stores them."""
+        """The six row columns, floats rounded to float32 as the table stores them (the onsets are float32 arrays)."""
 
         def f32(value: float) -> float:
             return float(np.float32(value))
 
         return {
-            "onsets": {band: [f32(v) for v in values] for band, values in self.onsets.items()},
+            "onsets": self.onsets,
             "grid_fit": f32(self.grid_fit),
             "pattern": self.pattern,
             "peak_dbfs": None if self.peak_dbfs is None else f32(self.peak_dbfs),
@@ -78,26 +79,29 @@ def listen(pcm: np.ndarray, bpm: float, num_bars: int, sample_rate: int = 44100)
     or one off its grid gets its own ``unplaced-`` pattern id: its steps say nothing about a pattern.
     """
     _check(pcm, bpm, num_bars, sample_rate)
-    loudness = loudness_lufs(pcm, sample_rate)
+    floats = as_floats(pcm)  # once, for the loudness and the onsets
+    loudness = loudness_lufs(floats, sample_rate)
     pcm_digest = digest(pcm)
     steps = num_bars * STEPS_PER_BAR
     if loudness is None:
         strengths, fit, evidence = np.zeros((len(BANDS), steps), np.float32), 0.0, None
     else:
-        strengths, fit, evidence = onsets(pcm, bpm, num_bars, sample_rate)
-    by_band = dict(zip(BANDS, strengths))
+        strengths, fit, evidence = onsets(floats, bpm, num_bars, sample_rate)
+    del floats  # 6.5 MB a loop, no longer needed
+    by_band = dict(zip(BANDS, strengths.astype(np.float32)))
     short = pcm.shape[0] < frame_at((steps - 1) / STEPS_PER_BEAT, bpm, sample_rate)
     if loudness is None or loudness < SILENT_LUFS or short or fit < OFF_GRID_FIT:
         pattern = unplaced_id(pcm_digest)
     else:
         pattern = pattern_id(dict(zip(BANDS, evidence)))
+    peak, clipped = levels(pcm)
     return Listening(
-        onsets={band: values.tolist() for band, values in by_band.items()},
+        onsets=by_band,
         grid_fit=fit,
         pattern=pattern,
-        peak_dbfs=peak_dbfs(pcm),
+        peak_dbfs=peak,
         loudness_lufs=loudness,
-        clipped_samples=clipped_samples(pcm),
+        clipped_samples=clipped,
         digest=pcm_digest,
     )
 

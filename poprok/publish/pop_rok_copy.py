@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import datasets
@@ -52,26 +53,39 @@ def export(
         raise PopRokError(f"audio_format must be one of {', '.join(AUDIO_FORMAT_NOTES)}, got {audio_format!r}")
     prepared = {name: _with_rows(load_pop_rok(config=name, **builder_kwargs)) for name in _config_names(config)}
     body = card_body(next(iter(prepared.values())), audio_format, repo_id)
-    # Unless num_shards says otherwise: the audio config's shards follow write_parquet_copy's rule (a multiple
-    # of 16), and the 210 KB labels config is one file per split.
-    shards = num_shards or {"labels": 1}
-    summary = write_parquet_copy(
-        out_dir, prepared, card_body=body, card_metadata=CARD_METADATA, audio_format=audio_format, num_shards=shards
-    )
     labels = (
         prepared["labels"] if "labels" in prepared else _with_rows(load_pop_rok(config="labels", **builder_kwargs))
     )
-    labels = datasets.concatenate_datasets(list(labels.values()))
-    names = labels.features["instruments"].feature.names
-    columns = labels.select_columns(["bpm", "instruments"]).to_dict()
+    # The figure is drawn on a thread of its own while the Parquet is written: drawing is Python, writing is
+    # mostly pyarrow without the GIL, so the two share the cores.
+    with ThreadPoolExecutor(1, thread_name_prefix="pop-rok-figure") as pool:
+        figure = pool.submit(_plot_stats, Path(out_dir) / "stats.png", labels)
+        # Unless num_shards says otherwise: the audio config's shards follow write_parquet_copy's rule (a
+        # multiple of 16), and the 210 KB labels config is one file per split.
+        summary = write_parquet_copy(
+            out_dir,
+            prepared,
+            card_body=body,
+            card_metadata=CARD_METADATA,
+            audio_format=audio_format,
+            num_shards=num_shards or {"labels": 1},
+        )
+        figure.result()
+    return summary
+
+
+def _plot_stats(path: Path, labels: datasets.DatasetDict) -> None:
+    """The card's label-statistics figure of every split of the labels config."""
+    rows = datasets.concatenate_datasets(list(labels.values()))
+    names = rows.features["instruments"].feature.names
+    columns = rows.select_columns(["bpm", "instruments"]).to_dict()
     plot_label_stats(
-        Path(out_dir) / "stats.png",
+        path,
         bpm=columns["bpm"],
         instruments=[[names[i] for i in row] for row in columns["instruments"]],
         instrument_names=names,
         durations=[seconds_at(BARS_PER_LOOP * BEATS_PER_BAR, bpm) for bpm in columns["bpm"]],
     )
-    return summary
 
 
 def card_body(splits: datasets.DatasetDict, audio_format: str, repo_id: str | None = None) -> str:
