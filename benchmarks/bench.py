@@ -20,7 +20,8 @@ pages):
   export     what ``python pop_rok.py export`` does: pop_rok_copy.export(out, "all", fmt, data_dir=, cache_dir=)
              over the cached builds of both configs (card with its split table, stats.png), WAV then FLAC
   decode     load_dataset of each Parquet copy, every row's audio decoded, on one core (pinned, 1 torch thread)
-  stream     PopRok(base_url=FileServer.url).as_streaming_dataset(split="train") -> first row, N and 4N
+  stream     PopRok(base_url=FileServer.url).as_streaming_dataset(split="train") -> first row, N and 4N (median
+             of --repeat fresh processes)
   num_proc   download_and_prepare(num_proc=1 vs 2) on the extracted files of the 4N archive (at N, starting
              the worker pool costs more than the work)
 
@@ -618,6 +619,13 @@ def child_main(task: str, params: dict) -> None:
 # --------------------------------------------------------------------------------------------- main
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median ``seconds``, its ``runs`` the seconds of them all."""
+    middle = dict(sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2])
+    middle["runs"] = [run["seconds"] for run in runs]
+    return middle
+
+
 def fmt(value, digits=2) -> str:
     return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
@@ -678,7 +686,7 @@ def main(argv=None) -> int:
             child("build", f"build-N-{run}", data_dir=str(small), cache_dir=str(scratch / f"cache-N-{run}"), loops=n)
             for run in range(1, args.repeat + 1)
         ]
-        build = sorted(builds, key=lambda b: b["seconds"])[len(builds) // 2]  # the median run
+        build = median_run(builds)
         build["ru_maxrss_mb"] = max(b["ru_maxrss_mb"] for b in builds)
         builds_by_inflater = {
             inflater: child(
@@ -705,8 +713,21 @@ def main(argv=None) -> int:
             "decode", "decode-N", out_dir=str(scratch / "export-N"), cache_dir=str(scratch / "decode-cache"), loops=n
         )
         build4 = child("build", "build-4N", data_dir=str(large), cache_dir=str(scratch / "cache-4N"), loops=n4)
-        stream = child("stream", "stream-N", folder=str(small), cache_dir=str(scratch / "stream-cache-N"))
-        stream4 = child("stream", "stream-4N", folder=str(large), cache_dir=str(scratch / "stream-cache-4N"))
+        # The first row comes after ~0.5 s, so a run's noise is a large share of it: the median of --repeat children
+        stream, stream4 = (
+            median_run(
+                [
+                    child(
+                        "stream",
+                        f"stream-{size}-{run}",
+                        folder=str(folder),
+                        cache_dir=str(scratch / f"sc-{size}-{run}"),
+                    )
+                    for run in range(1, args.repeat + 1)
+                ]
+            )
+            for size, folder in (("N", small), ("4N", large))
+        )
         procs = {
             (size, num_proc): child(
                 "build",
@@ -864,12 +885,13 @@ def main(argv=None) -> int:
         (
             "stream_first_row_s",
             "stream_first_row_s",
-            f"as_streaming_dataset -> first row; served "
+            f"as_streaming_dataset -> first row, median of {', '.join(fmt(x) for x in stream['runs'])} s; served "
             f"{sum(stream['bytes_sent'].values()) / mb:.1f} MB in {len(stream['requests'])} requests",
         ),
         (
             "stream_first_row_s_4x",
             "stream_first_row_s_4x",
+            f"median of {', '.join(fmt(x) for x in stream4['runs'])} s; "
             f"served {sum(stream4['bytes_sent'].values()) / mb:.1f} MB in {len(stream4['requests'])} requests",
         ),
         (

@@ -43,6 +43,7 @@ from datasets.utils import tqdm as hf_tqdm
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from poprok.parallel import ordered_map
 from poprok.progress import datasets_bars_silenced
 
 AUDIO_FORMATS = ("wav", "flac")
@@ -57,6 +58,7 @@ _FLAC_SAMPLE_TYPES = {"PCM_16": "int16", "PCM_24": "int32"}
 # Parquet's uncompressed sizes run slightly over Arrow's (page headers and statistics: ~0.02% for rows of
 # audio, plus a few KB of footer per file): plan shards and row groups against 99% of each limit.
 _HEADROOM = 0.99
+SHARD_WRITERS = 2  # shards written at once (threads)
 # Rows held in memory at once while embedding or encoding: about this many bytes of them.
 _BATCH_BYTES = 16_000_000
 _PROBE_ROWS = 16  # rows measured for that
@@ -394,9 +396,14 @@ def _rows_per_group(row_bytes: np.ndarray, max_bytes: int, max_rows: int) -> int
 
 
 def _write_shards(dataset, row_bytes, out: Path, stem: str, count: int, limits: _Limits, bar) -> list[dict]:
-    """Each shard through ``Dataset.to_parquet``, under a temporary name until whole: no half shard is ever read."""
-    files = []
-    for index, rows in enumerate(_contiguous_parts(len(dataset), count)):
+    """Each shard through ``Dataset.to_parquet``, under a temporary name until whole: no half shard is ever read.
+
+    ``SHARD_WRITERS`` shards at a time: pyarrow encodes and writes (content-defined chunking included) without
+    the GIL, so the shards share the cores.
+    """
+
+    def write(part: tuple[int, range]) -> dict:
+        index, rows = part
         path = out / f"{stem}-{index:05d}-of-{count:05d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")  # hidden, and outside the card's {split}-* pattern
@@ -404,6 +411,10 @@ def _write_shards(dataset, row_bytes, out: Path, stem: str, count: int, limits: 
         group_rows = _rows_per_group(row_bytes[rows.start : rows.stop], group_bytes, limits.max_row_group_rows)
         dataset.select(rows).to_parquet(str(partial), batch_size=group_rows)
         os.replace(partial, path)
+        return {"path": path.relative_to(out).as_posix(), "bytes": path.stat().st_size, "rows": len(rows)}
+
+    files = []
+    for (_, rows), file in ordered_map(write, enumerate(_contiguous_parts(len(dataset), count)), SHARD_WRITERS):
         bar.update(int(row_bytes[rows.start : rows.stop].sum()))
-        files.append({"path": path.relative_to(out).as_posix(), "bytes": path.stat().st_size, "rows": len(rows)})
+        files.append(file)
     return files

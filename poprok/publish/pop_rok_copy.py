@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import datasets
@@ -56,21 +55,18 @@ def export(
     labels = (
         prepared["labels"] if "labels" in prepared else _with_rows(load_pop_rok(config="labels", **builder_kwargs))
     )
-    # The figure is drawn on a thread of its own while the Parquet is written: drawing is Python, writing is
-    # mostly pyarrow without the GIL, so the two share the cores.
-    with ThreadPoolExecutor(1, thread_name_prefix="pop-rok-figure") as pool:
-        figure = pool.submit(_plot_stats, Path(out_dir) / "stats.png", labels)
-        # Unless num_shards says otherwise: the audio config's shards follow write_parquet_copy's rule (a
-        # multiple of 16), and the 210 KB labels config is one file per split.
-        summary = write_parquet_copy(
-            out_dir,
-            prepared,
-            card_body=body,
-            card_metadata=CARD_METADATA,
-            audio_format=audio_format,
-            num_shards=num_shards or {"labels": 1},
-        )
-        figure.result()
+    # Unless num_shards says otherwise: the audio config's shards follow write_parquet_copy's rule (a multiple of
+    # 16), and the 210 KB labels config is one file per split.
+    summary = write_parquet_copy(
+        out_dir,
+        prepared,
+        card_body=body,
+        card_metadata=CARD_METADATA,
+        audio_format=audio_format,
+        num_shards=num_shards or {"labels": 1},
+    )
+    # After the writing, not beside it on a thread: drawing holds the GIL, and both took longer side by side.
+    _plot_stats(Path(out_dir) / "stats.png", labels)
     return summary
 
 
