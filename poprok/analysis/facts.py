@@ -9,7 +9,7 @@ import numpy as np
 import scipy.fft
 from isal.isal_zlib import crc32
 
-from poprok.analysis.frames import as_floats, run_sums
+from poprok.analysis.frames import Frames, read_frames
 
 FULL_SCALE = 32768
 # Quieter than this (integrated, LUFS) a loop is reported silent: the quietest real mix level the corpus
@@ -26,10 +26,11 @@ K_WEIGHTING = {"high_shelf": (4.0, 1 / math.sqrt(2), 1500.0), "high_pass": (0.0,
 _WEIGHED_RATE = 11025  # the lowest rate the K-weighting's rest is weighed at (its Nyquist 5.5 kHz)
 
 
-def levels(pcm: np.ndarray) -> tuple[float | None, int]:
+def levels(pcm: np.ndarray, frames: Frames | None = None) -> tuple[float | None, int]:
     """The sample peak in dBFS (full scale 32768; None for digital silence, which has no level, never -inf) and
-    how many samples sit at full scale (-32768 or 32767): a clipped render keeps many there."""
-    low, high = int(pcm.min()), int(pcm.max())
+    how many samples sit at full scale (-32768 or 32767): a clipped render keeps many there. ``frames``: the
+    ``read_frames`` of ``pcm``, whose extremes spare a pass."""
+    low, high = (frames.low, frames.high) if frames else (int(pcm.min()), int(pcm.max()))
     peak = max(-low, high)
     clipped = 0
     if low == -FULL_SCALE or high == FULL_SCALE - 1:  # the two counts only when a sample is there
@@ -113,11 +114,12 @@ def _k_weighting_power(rate: int, factor: int, runs: int, channels: int) -> tupl
 
 
 def loudness_lufs(pcm: np.ndarray, sample_rate: int) -> float | None:
-    """BS.1770-4 integrated loudness (LUFS) as ``pyloudnorm.Meter(rate).integrated_loudness`` gives it, or None.
+    """BS.1770-4 integrated loudness (LUFS) of int16 ``(frames, channels)`` PCM, as
+    ``pyloudnorm.Meter(rate).integrated_loudness`` gives it, or None.
 
-    ``pcm``: int16 ``(frames, channels)``, or ``frames.as_floats`` of it. None when no 400 ms block passes the
-    -70 LUFS gate (digital silence): BS.1770 has no number for it. pyloudnorm takes ~42 ms for 19 s of stereo
-    (its IIR filters and per-block Python loop), three times the whole listening budget. Here each 100 ms step's
+    None when no 400 ms block passes the -70 LUFS gate (digital silence): BS.1770 has no number for it.
+    pyloudnorm takes ~42 ms for 19 s of stereo (its IIR filters and per-block Python loop), three times the whole
+    listening budget. Here each 100 ms step's
     K-weighted mean square is its plain energy times the filters' flat top, plus the rest of their response
     weighed on its spectrum (Parseval). Above 5.5 kHz the rest is under 0.5 % of the top, so that spectrum is
     the one of sums of runs of frames down to 11 kHz or more (four at 44.1 kHz: a quarter of the FFT work); what
@@ -127,16 +129,23 @@ def loudness_lufs(pcm: np.ndarray, sample_rate: int) -> float | None:
     across them, here not; summing pairs instead of fours gave 0.07 and 0.18, at twice the FFT work). Up to 3
     channels (L, R, C at gain 1.0), as pyloudnorm's default channel gains.
     """
-    step = round(_BLOCK_S / _STEPS_PER_BLOCK * sample_rate)
-    steps = pcm.shape[0] // step
+    return frames_loudness(read_frames(pcm, None, *loudness_steps(sample_rate)), sample_rate)
+
+
+def loudness_steps(sample_rate: int) -> tuple[int, int]:
+    """The frames of a 100 ms step and the run of frames summed within it: ``read_frames``' step arguments."""
+    return round(_BLOCK_S / _STEPS_PER_BLOCK * sample_rate), _factor(sample_rate)
+
+
+def frames_loudness(frames: Frames, sample_rate: int) -> float | None:
+    """``loudness_lufs`` from the loop's ``read_frames(pcm, ..., *loudness_steps(sample_rate))``."""
+    steps, runs, channels = frames.step_sums.shape
     if steps < _STEPS_PER_BLOCK:
         return None
-    factor = _factor(sample_rate)
-    floats = as_floats(pcm)[: steps * step]
-    energy = np.einsum("ij,ij->i", *[floats.reshape(steps, -1)] * 2) * np.float32(1 / FULL_SCALE**2)
-    flat, rest = _k_weighting_power(sample_rate, factor, step // factor, pcm.shape[1])
-    sums = run_sums(floats.reshape(steps, step, pcm.shape[1]), factor)  # (steps, runs, channels)
-    spectrum = scipy.fft.rfft(sums, n=_fft_length(sums.shape[1]), axis=1, workers=1).reshape(steps, -1)
+    step, factor = loudness_steps(sample_rate)
+    energy = frames.step_energy * np.float32(1 / FULL_SCALE**2)
+    flat, rest = _k_weighting_power(sample_rate, factor, runs, channels)
+    spectrum = scipy.fft.rfft(frames.step_sums, n=_fft_length(runs), axis=1, workers=1).reshape(steps, -1)
     rest_energy = np.square(spectrum.view(np.float32), out=spectrum.view(np.float32)) @ rest
     step_power = (flat * energy + rest_energy) / step
     kernel = np.ones(_STEPS_PER_BLOCK) / _STEPS_PER_BLOCK

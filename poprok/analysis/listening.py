@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poprok.analysis.facts import CLIPPED_AT_LEAST, SILENT_LUFS, digest, levels, loudness_lufs
-from poprok.analysis.frames import as_floats
-from poprok.analysis.onsets import BANDS, OFF_GRID_FIT, onsets
+from poprok.analysis.facts import CLIPPED_AT_LEAST, SILENT_LUFS, digest, frames_loudness, levels, loudness_steps
+from poprok.analysis.frames import read_frames
+from poprok.analysis.onsets import BANDS, OFF_GRID_FIT, decimation, frames_mono, mono_onsets
 from poprok.analysis.patterns import pattern_id, unplaced_id
 from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at
 
@@ -79,22 +79,23 @@ def listen(pcm: np.ndarray, bpm: float, num_bars: int, sample_rate: int = 44100)
     or one off its grid gets its own ``unplaced-`` pattern id: its steps say nothing about a pattern.
     """
     _check(pcm, bpm, num_bars, sample_rate)
-    floats = as_floats(pcm)  # once, for the loudness and the onsets
-    loudness = loudness_lufs(floats, sample_rate)
+    frames = read_frames(pcm, decimation(sample_rate), *loudness_steps(sample_rate))  # one pass, for every measure
+    loudness = frames_loudness(frames, sample_rate)
     pcm_digest = digest(pcm)
     steps = num_bars * STEPS_PER_BAR
     if loudness is None:
         strengths, fit, evidence = np.zeros((len(BANDS), steps), np.float32), 0.0, None
     else:
-        strengths, fit, evidence = onsets(floats, bpm, num_bars, sample_rate)
-    del floats  # 6.5 MB a loop, no longer needed
+        strengths, fit, evidence = mono_onsets(
+            frames_mono(frames, pcm.shape[1], sample_rate), bpm, num_bars, sample_rate
+        )
     by_band = dict(zip(BANDS, strengths.astype(np.float32)))
     short = pcm.shape[0] < frame_at((steps - 1) / STEPS_PER_BEAT, bpm, sample_rate)
     if loudness is None or loudness < SILENT_LUFS or short or fit < OFF_GRID_FIT:
         pattern = unplaced_id(pcm_digest)
     else:
         pattern = pattern_id(dict(zip(BANDS, evidence)))
-    peak, clipped = levels(pcm)
+    peak, clipped = levels(pcm, frames)
     return Listening(
         onsets=by_band,
         grid_fit=fit,

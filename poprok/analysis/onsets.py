@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import scipy.fft
 
-from poprok.analysis.frames import as_floats, run_sums
+from poprok.analysis.frames import Frames, read_frames
 from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at, frames_at
 
 BANDS = ("low", "mid", "high")
@@ -37,16 +37,18 @@ def decimation(sample_rate: int) -> int:
 
 
 def downmix(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mono float32 at ``sample_rate / decimation``: the mean of each run of frames over all channels.
+    """Mono float32 at ``sample_rate / decimation`` of int16 ``(frames, channels)`` PCM: the mean of each run of
+    frames over all channels.
 
-    ``pcm``: int16 ``(frames, channels)``, or ``frames.as_floats`` of it. The mean of two frames is the cheapest
-    anti-alias filter there is (a null at the Nyquist of the new rate); what it folds down from above 11 kHz is
-    cymbal energy landing in the cymbal band.
+    The mean of two frames is the cheapest anti-alias filter there is (a null at the Nyquist of the new rate);
+    what it folds down from above 11 kHz is cymbal energy landing in the cymbal band.
     """
-    factor = decimation(sample_rate)
-    mono = run_sums(as_floats(pcm), factor, mono=True)
-    mono *= np.float32(1 / (factor * pcm.shape[1] * 32768))
-    return mono
+    return frames_mono(read_frames(pcm, decimation(sample_rate)), pcm.shape[1], sample_rate)
+
+
+def frames_mono(frames: Frames, channels: int, sample_rate: int) -> np.ndarray:
+    """``downmix`` from the loop's ``read_frames(pcm, decimation(sample_rate), ...)``."""
+    return frames.mono_sums * np.float32(1 / (decimation(sample_rate) * channels * 32768))
 
 
 @functools.cache
@@ -147,14 +149,18 @@ def grid_fit(flux: np.ndarray, bpm: float, num_bars: int, rate: float) -> float:
 
 
 def onsets(pcm: np.ndarray, bpm: float, num_bars: int, sample_rate: int) -> tuple[np.ndarray, float, np.ndarray]:
-    """Of an int16 ``(frames, channels)`` loop (or ``frames.as_floats`` of it): per-band step strengths, grid fit
-    and pattern evidence per step.
+    """Of an int16 ``(frames, channels)`` loop: per-band step strengths, grid fit and pattern evidence per step.
 
     Strengths and evidence are ``(3, num_bars * 16)``: the dB flux near each step (the onset columns) and
     ``pattern_evidence`` near each step (what pattern ids are cut from).
     """
+    return mono_onsets(downmix(pcm, sample_rate), bpm, num_bars, sample_rate)
+
+
+def mono_onsets(mono: np.ndarray, bpm: float, num_bars: int, sample_rate: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """``onsets`` from the loop's ``downmix``."""
     rate = sample_rate / decimation(sample_rate)
-    power = band_power(downmix(pcm, sample_rate), rate)
+    power = band_power(mono, rate)
     flux = band_flux(power, rate)
     evidence = step_strengths(pattern_evidence(power, rate), bpm, num_bars, rate)
     return step_strengths(flux, bpm, num_bars, rate), grid_fit(flux, bpm, num_bars, rate), evidence
