@@ -44,8 +44,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    kits = {"synth_a": render_corpus.synth_kit(0), "synth_b": render_corpus.synth_kit(1)}
-    renders = render_corpus.corpus(kits, args.loops_per_pattern, seed=7)
+    renders = render_corpus.corpus(render_corpus.numpy_kits(), args.loops_per_pattern, seed=7)
     rate = render_corpus.SAMPLE_RATE
     audio = sum(len(r.pcm) for r in renders) / render_corpus.SAMPLE_RATE
     steps = {

@@ -237,10 +237,15 @@ def truth_of(hits) -> dict[str, frozenset[int]]:
     return {band: frozenset(s for d, s, _ in hits if BAND_OF[d] == band) for band in ("low", "mid", "high")}
 
 
+def numpy_kits() -> dict[str, dict[tuple[str, int], np.ndarray]]:
+    """The two kits synthesised here (no fluidsynth needed): what the listening benchmarks render with."""
+    return {"synth_a": synth_kit(0), "synth_b": synth_kit(1)}
+
+
 def all_kits(cache: Path) -> dict[str, dict[tuple[str, int], np.ndarray]]:
     """The GM kits (when fluidsynth is here) and the two numpy kits."""
     kits = gm_kits(cache) if fluidsynth_available() else {}
-    return {**kits, "synth_a": synth_kit(0), "synth_b": synth_kit(1)}
+    return {**kits, **numpy_kits()}
 
 
 def corpus(kits, loops_per_pattern: int = 12, seed: int = 0, num_bars: int = 8) -> list[Render]:
