@@ -92,8 +92,7 @@ def _k_weighting_power(rate: int, factor: int, runs: int, channels: int) -> tupl
     |K|^2 is flat above ~8 kHz, so it is its value at Nyquist (the first number: a weight on each step's plain
     energy) plus a rest that is ~0 there. The rest is weighed on the spectrum of the step's run sums (zero-padded
     to a fast length; for each bin its real and imaginary part of each channel, as a float32 view of the spectrum
-    of ``(runs, channels)`` lays them),
-    with the response of a run's mean divided out and Parseval's weights in.
+    of ``(runs, channels)`` lays them), with the response of a run's mean divided out and Parseval's weights in.
     """
     length = _fft_length(runs)
     frequencies = np.fft.rfftfreq(length, factor / rate)
@@ -119,15 +118,14 @@ def loudness_lufs(pcm: np.ndarray, sample_rate: int) -> float | None:
 
     None when no 400 ms block passes the -70 LUFS gate (digital silence): BS.1770 has no number for it.
     pyloudnorm takes ~42 ms for 19 s of stereo (its IIR filters and per-block Python loop), three times the whole
-    listening budget. Here each 100 ms step's
-    K-weighted mean square is its plain energy times the filters' flat top, plus the rest of their response
-    weighed on its spectrum (Parseval). Above 5.5 kHz the rest is under 0.5 % of the top, so that spectrum is
-    the one of sums of runs of frames down to 11 kHz or more (four at 44.1 kHz: a quarter of the FFT work); what
-    a run sum folds down from above is weighed wrong only by that small rest, and a step's frames past its last
-    whole run (two of 4,410) add their energy but no rest. Blocks are sums of four steps. Against pyloudnorm on
-    the test corpus: within 0.08 LU on 99 %, 0.21 at worst (hits on step ends at 120 BPM: the filters ring
-    across them, here not; summing pairs instead of fours gave 0.07 and 0.18, at twice the FFT work). Up to 3
-    channels (L, R, C at gain 1.0), as pyloudnorm's default channel gains.
+    listening budget. Here each 100 ms step's K-weighted mean square is its plain energy times the filters' flat
+    top, plus the rest of their response weighed on its spectrum (Parseval). Above 5.5 kHz the rest is under
+    0.5 % of the top, so that spectrum is the one of sums of runs of frames down to 11 kHz or more (four at
+    44.1 kHz: a quarter of the FFT work); what a run sum folds down from above is weighed wrong only by that small
+    rest, and a step's frames past its last whole run (two of 4,410) add their energy but no rest. Blocks are sums
+    of four steps. Against pyloudnorm on the test corpus: within 0.08 LU on 99 %, 0.21 at worst (hits on step
+    ends at 120 BPM: the filters ring across them, here not; summing pairs instead of fours gave 0.07 and 0.18,
+    at twice the FFT work). Up to 3 channels (L, R, C at gain 1.0), as pyloudnorm's default channel gains.
     """
     return frames_loudness(read_frames(pcm, None, *loudness_steps(sample_rate)), sample_rate)
 

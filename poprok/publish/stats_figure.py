@@ -3,8 +3,9 @@
     plot_label_stats("out/hub/stats.png", bpm, instruments, instrument_names, durations)
 
 Generic over any multi-label audio set with a tempo per row; matplotlib is imported only when a figure is
-drawn, and then only its Figure and Agg canvas: no pyplot, no GUI backend, works without a display. An export
-draws one figure; pyplot's import and tight_layout's extra draw took longer than writing 80 loops' Parquet.
+drawn, and then only its Figure and Agg canvas: no pyplot, no GUI backend, works without a display. Drawn so,
+with fixed margins, the figure took 1.4-1.5 s here, import included, against 1.8-2.6 s with pyplot and
+tight_layout (which draws it twice).
 """
 
 from __future__ import annotations
