@@ -19,7 +19,7 @@ class ListenError(ValueError):
     """The loop cannot be listened to as given (its PCM or its named grid is not a loop's)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equal by identity: the onsets are arrays (compare facts() for the rest)
 class Listening:
     """What listening to one loop found: onsets per band on its 16th steps, its grid fit, pattern and audio facts."""
 
