@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
+from pathlib import Path
 
 import datasets
 import numpy as np
-import soundfile as sf
 
+from poprok.archives.pcm import PcmError, read_pcm16
 from poprok.archives.wav import wav_bytes
 from poprok.grid import bar_edges, beat_grid
 from poprok.record import BARS_PER_LOOP, SAMPLE_RATE
@@ -83,6 +83,8 @@ def _pcm16(cell, name: str) -> np.ndarray:
         cell = encode_torchcodec_audio(cell)
     if not cell or (cell.get("bytes") is None and not cell.get("path")):
         raise ValueError(f"bar_windows: row {name!r} has no audio")
-    source = io.BytesIO(cell["bytes"]) if cell.get("bytes") is not None else cell["path"]
-    samples, _ = sf.read(source, dtype="int16", always_2d=True)
-    return samples
+    data = cell["bytes"] if cell.get("bytes") is not None else Path(cell["path"]).read_bytes()
+    try:
+        return read_pcm16(data).samples
+    except PcmError as error:
+        raise ValueError(f"bar_windows: row {name!r}: {error}") from error

@@ -1,4 +1,4 @@
-"""A loop's bar windows as PCM, straight from its stored bytes: WAV read in place, FLAC decoded once, never re-encoded.
+"""A loop's bar windows as PCM, straight from its stored bytes (``poprok.archives.pcm``), never re-encoded.
 
 Window k of ``bars`` bars spans the samples ``poprok.grid.bar_edges`` gives, the same as ``pop_rok.bar_windows``
 cuts, bit for bit; a training loader needs those samples, not a WAV file of them to decode again.
@@ -6,12 +6,9 @@ cuts, bit for bit; a training loader needs those samples, not a WAV file of them
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import soundfile as sf
 
-from poprok.archives.wav import WavError, read_wav_info
+from poprok.archives.pcm import PcmError, read_pcm16
 from poprok.grid import bar_edges
 from poprok.record import BITS_PER_SAMPLE, CHANNELS, SAMPLE_RATE
 
@@ -33,12 +30,16 @@ def window_edges(name: str, bpm: float, num_bars: int, bars: int) -> list[int]:
 
 def loop_pcm(data, name: str) -> np.ndarray:
     """A loop's int16 samples, (frames, 2), from its WAV (a view of ``data``, no copy) or FLAC bytes."""
-    head = bytes(data[:4])
-    if head == b"RIFF":
-        return _wav_pcm(memoryview(data), name)
-    if head == b"fLaC":
-        return _flac_pcm(data, name)
-    raise WindowError(f"loop {name!r}: its audio is neither WAV nor FLAC (it starts with {head!r})")
+    try:
+        pcm = read_pcm16(data)
+    except PcmError as error:
+        raise WindowError(f"loop {name!r}: {error}") from error
+    if (pcm.sample_rate, pcm.channels) != (SAMPLE_RATE, CHANNELS):
+        raise WindowError(
+            f"loop {name!r}: {pcm.kind} of {pcm.sample_rate} Hz, {pcm.channels} channel(s); "
+            f"POP-ROK is {SAMPLE_RATE} Hz, {CHANNELS} channels, {BITS_PER_SAMPLE} bit"
+        )
+    return pcm.samples
 
 
 def cut(pcm: np.ndarray, edges: list[int], k: int, name: str, dtype: str = "float32") -> np.ndarray:
@@ -53,36 +54,3 @@ def cut(pcm: np.ndarray, edges: list[int], k: int, name: str, dtype: str = "floa
     out = np.empty(window.shape, dtype=np.float32)
     np.multiply(window, np.float32(1 / 32768), out=out)
     return out
-
-
-def _wav_pcm(data: memoryview, name: str) -> np.ndarray:
-    try:
-        info = read_wav_info(data)
-    except WavError as error:
-        raise WindowError(f"loop {name!r}: unreadable WAV: {error}") from error
-    _check_format(name, "WAV", info.sample_rate, info.channels, info.bits_per_sample)
-    return info.samples(data)
-
-
-def _flac_pcm(data, name: str) -> np.ndarray:
-    """Decoded by libFLAC (soundfile), which checks every frame's CRC: the fastest bit-exact decoder measured."""
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as flac:
-            _check_format(
-                name, "FLAC", flac.samplerate, flac.channels, 16 if flac.subtype == "PCM_16" else flac.subtype
-            )
-            declared = flac.frames
-            pcm = flac.read(dtype="int16", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise WindowError(f"loop {name!r}: corrupt or unreadable FLAC: {error}") from error
-    if len(pcm) != declared:
-        raise WindowError(f"loop {name!r}: corrupt FLAC: decoded {len(pcm)} of the {declared} samples it declares")
-    return pcm
-
-
-def _check_format(name: str, kind: str, rate: int, channels: int, bits) -> None:
-    if (rate, channels, bits) != (SAMPLE_RATE, CHANNELS, BITS_PER_SAMPLE):
-        raise WindowError(
-            f"loop {name!r}: {kind} of {rate} Hz, {channels} channel(s), {bits} bit; "
-            f"POP-ROK is {SAMPLE_RATE} Hz, {CHANNELS} channels, {BITS_PER_SAMPLE} bit"
-        )
