@@ -150,6 +150,24 @@ def test_shards_and_row_groups_stay_within_the_limits(exported, built, config):
             assert group.num_rows <= LIMITS["max_row_group_rows"]
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_column_but_the_audio_bytes_has_statistics(exported, built, config):
+    """Readers prune row groups on min and max: every label and analysis column keeps them; the audio's bytes,
+    whose min and max pyarrow would drop anyway, have none."""
+    _, out, summary = exported
+    names = set(built[config][next(iter(built[config]))].column_names)
+    for file in (file for split in summary[config].values() for file in split):
+        metadata = pq.ParquetFile(out / file["path"]).metadata
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+            assert {path.split(".")[0] for path in columns} == names
+            for path, column in columns.items():
+                assert column.is_stats_set == (path != "audio.bytes"), path
+                if column.is_stats_set and column.statistics.physical_type != "BYTE_ARRAY":
+                    assert column.statistics.has_min_max, path
+
+
 def test_row_groups_hold_at_most_max_row_group_rows(labels_in_one_split, tmp_path):
     write_parquet_copy(
         tmp_path, labels_in_one_split, card_body="", card_metadata={}, min_shards=1, max_row_group_rows=4
