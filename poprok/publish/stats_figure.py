@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Titles at a fixed height over their panels (no panel has ticks on top), the same pixels as matplotlib's own
+# placement, which measures every tick label of the panel first: 0.19 of the drawing's 1.6 s under cProfile.
+TITLE_Y = 1.0
+
 
 def plot_label_stats(
     path, bpm: list[int], instruments: list[list[str]], instrument_names: list[str], durations: list[float]
@@ -58,13 +62,15 @@ def plot_label_stats(
     ax = axes[0, 0]
     if rows:
         ax.hist(bpm, bins=np.arange(min(bpm), max(bpm) + 2) - 0.5, color="tab:blue", edgecolor="white")
-    ax.set(title="Tempo", xlabel="BPM", ylabel="rows")
+    ax.set_title("Tempo", y=TITLE_Y)
+    ax.set(xlabel="BPM", ylabel="rows")
 
     ax = axes[0, 1]
     order = np.argsort(counts)
     bars = ax.barh(np.array(instrument_names)[order], counts[order], color="tab:orange")
     ax.bar_label(bars, labels=[f"{int(c):,} ({c / max(rows, 1):.0%})" for c in counts[order]], padding=3, fontsize=9)
-    ax.set(title="Rows per instrument", xlabel="rows", xlim=(0, max(counts.max(initial=0), 1) * 1.25))
+    ax.set_title("Rows per instrument", y=TITLE_Y)
+    ax.set(xlabel="rows", xlim=(0, max(counts.max(initial=0), 1) * 1.25))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
     ax = axes[1, 0]
@@ -77,12 +83,13 @@ def plot_label_stats(
             share = together[i, j]
             color = "black" if share > 0.6 else "white"  # readable on viridis' light and dark ends
             ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7.5, color=color)
-    ax.set_title("Rows playing both (diagonal: rows playing it)")
+    ax.set_title("Rows playing both (diagonal: rows playing it)", y=TITLE_Y)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of rows")
 
     ax = axes[1, 1]
     ax.hist(durations, bins="sturges", color="tab:green", edgecolor="white")
-    ax.set(title="Duration", xlabel="seconds", ylabel="rows")
+    ax.set_title("Duration", y=TITLE_Y)
+    ax.set(xlabel="seconds", ylabel="rows")
     for ax in (axes[0, 0], axes[1, 1]):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
