@@ -292,6 +292,21 @@ def test_audio_that_points_to_files_is_embedded(audio_format, tmp_path):
         np.testing.assert_array_equal(int16_samples(row["audio"]["bytes"])[0], samples)
 
 
+def test_a_flac_copy_names_the_audio_it_cannot_encode(tmp_path):
+    """Cells are encoded several at a time; the one that cannot be is named, wherever it is among them."""
+    cells = []
+    for index in range(7):
+        samples = np.random.default_rng(index).integers(-3000, 3000, size=(2000, 2)).astype(np.int16)
+        cells.append({"bytes": wav_bytes(samples, 44100), "path": f"loop{index}.wav"})
+    float_wav = io.BytesIO()
+    sf.write(float_wav, np.zeros((2000, 2)), 44100, format="WAV", subtype="FLOAT")
+    cells[5] = {"bytes": float_wav.getvalue(), "path": "floats.wav"}
+    dataset = datasets.Dataset.from_dict({"audio": cells}, features=datasets.Features({"audio": datasets.Audio()}))
+    configs = {"default": datasets.DatasetDict(train=dataset)}
+    with pytest.raises(ValueError, match=r"audio 'floats.wav': WAV/FLOAT audio cannot be re-encoded losslessly"):
+        write_parquet_copy(tmp_path / "copy", configs, card_body="", card_metadata={}, audio_format="flac")
+
+
 def test_bad_input_is_refused_before_any_work(built, tmp_path):
     labels = {"labels": built["labels"]}
     mixed = datasets.DatasetDict(train=built["labels"]["train"], test=built["default"]["train"])
