@@ -210,6 +210,11 @@ def test_bar_windows_bad_input_names_the_row(aggregated_sample, tmp_path):
         pop_rok.bar_windows(dict(batch, num_bars=[3]), bars=2)
     with pytest.raises(ValueError, match="bars must be one of"):
         pop_rok.bar_windows(batch, bars=3)
+    # 24-bit audio is refused by name, not cut down to 16 bits.
+    deep = io.BytesIO()
+    sf.write(deep, np.zeros((44100 * 8, 2)), 44100, format="WAV", subtype="PCM_24")
+    with pytest.raises(ValueError, match=f"{name}.*24-bit samples: only 16-bit"):
+        pop_rok.bar_windows(dict(batch, audio=[{"bytes": deep.getvalue(), "path": "deep.wav"}]), bars=2)
     # A loop shorter than its bars: only its whole windows, nothing padded.
     samples, _ = sf.read(io.BytesIO(batch["audio"][0]["bytes"]), dtype="int16")
     short = io.BytesIO()
