@@ -97,7 +97,19 @@ METHODS = {
         "evidence",
         Coarseness(threshold=(0.45, 0.7, 0.3), fold="median"),
     ),
-    "linear rise, median of 1-bar folds, .45/.5/.3 (SHIPPED)": ("evidence", SHIPPED),
+    "linear rise, median of 1-bar folds, .45/.5/.3 (shipped before)": (
+        "evidence",
+        Coarseness(threshold=RISE, fold="median"),
+    ),
+    "the same, the kick's bleed out of mid (quantile 0)": (
+        "evidence",
+        Coarseness(threshold=RISE, fold="median", kick_bleed=0.0),
+    ),
+    "the same, the kick's bleed out of mid (quantile .25), mid .4": (
+        "evidence",
+        Coarseness(threshold=(0.45, 0.4, 0.3), fold="median", kick_bleed=0.25),
+    ),
+    "the same, the kick's bleed out of mid (quantile .25) (SHIPPED)": ("evidence", SHIPPED),
 }
 
 
@@ -143,7 +155,7 @@ def main() -> None:
         strengths = [strengths_of(render) for render in renders]
         truth = [render.pattern for render in renders]
         sys.stdout.write(f"\nseed {seed}: {len(renders)} loops, {len(set(truth))} true patterns\n")
-        header = f"{'method':56s} {'leak':>5s} {'expect':>6s} {'largest':>16s} {'ids/pattern':>12s} {'merged':>6s}"
+        header = f"{'method':64s} {'leak':>5s} {'expect':>6s} {'largest':>16s} {'ids/pattern':>12s} {'merged':>6s}"
         sys.stdout.write(header + "\n")
         for name, (kind, cut) in METHODS.items():
             key = (lambda s, cut=cut: pattern_id(s, cut)) if isinstance(cut, Coarseness) else cut
@@ -152,7 +164,7 @@ def main() -> None:
             largest = f"{r['largest']} {r['largest_share']:5.1%} {r['largest_groups']:.1f}x"
             spread = f"{low}-{mean:.1f}-{high}"
             leaks = f"{r['leak']:5.3f} {r['expected_leak']:6.3f}"
-            sys.stdout.write(f"{name:56s} {leaks} {largest:>16s} {spread:>12s} {r['merged_ids']:6d}\n")
+            sys.stdout.write(f"{name:64s} {leaks} {largest:>16s} {spread:>12s} {r['merged_ids']:6d}\n")
 
 
 if __name__ == "__main__":

