@@ -178,6 +178,24 @@ def test_connections_do_not_change_the_cache(aggregated_sample, tmp_path):
     assert first.cache_dir != pop_rok.PopRok(data_dir=str(folder), cache_dir=str(tmp_path), on_error="skip").cache_dir
 
 
+def test_the_cache_id_covers_every_module_the_builder_runs_on():
+    """A fresh process's ``import pop_rok`` loads the code that makes the rows: each module must be in ROWS_CODE,
+    so a change to it never reuses a stale cache (the package docstring and the progress bars are not rows)."""
+    import subprocess
+    import sys
+
+    root = Path(pop_rok.__file__).resolve().parent
+    script = (
+        "import sys, pop_rok\n"
+        "print(*(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'poprok'), sep='\\n')"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, cwd=root)
+    files = {Path(line).resolve().relative_to(root) for line in loaded.stdout.splitlines()}
+    covered = {file for file in files if any(file.is_relative_to(entry) for entry in pop_rok.ROWS_CODE)}
+    assert files - covered == {Path("poprok/__init__.py"), Path("poprok/progress.py")}
+    assert len(covered) >= 20  # the analysis, archives and labels packages among them
+
+
 @pytest.mark.parametrize("inflater", ["zlib", "isal", "rapidgzip"])
 def test_build_says_which_inflater_read_the_archive(inflater, aggregated_sample, tmp_path):
     import subprocess
