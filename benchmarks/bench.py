@@ -12,7 +12,7 @@ pages):
              ``gzip -dc`` and zlib-only decompression are printed for reference
   inflate    the project's own read of the archive alone, checked_tar.CheckedTarGz with its default inflater;
              each inflater (zlib, isal, rapidgzip on 1 and 2 threads) is timed too
-  download   resumable_download.download of the N WAV archive from a loopback FileServer that caps each
+  download   poprok.archives.download.download of the N WAV archive from a loopback FileServer that caps each
              connection at 20 MB/s (the way busy public servers do), over 1 and over 4 connections
   build      PopRok(config_name="default", data_dir=..., cache_dir=fresh).download_and_prepare() (it listens to
              every loop), with the default inflater, then once with each other ($POP_ROK_INFLATER)
@@ -582,13 +582,13 @@ def child_decode(params: dict) -> dict:
 
 
 def child_download(params: dict) -> dict:
-    """resumable_download.download of one file into a fresh destination, timed without the imports."""
-    from poprok.archives import download as resumable_download
+    """poprok.archives.download.download of one file into a fresh destination, timed without the imports."""
+    from poprok.archives.download import download
 
     dest = Path(params["dest"])
     shutil.rmtree(dest.parent, ignore_errors=True)
     with Section(params, params["label"]) as section:
-        resumable_download.download(
+        download(
             params["url"],
             dest,
             expected_size=params["size"],
@@ -818,7 +818,7 @@ def main(argv=None) -> int:
             (
                 f"download_s_{connections}",
                 None,
-                f"resumable_download.download, {connections} connection"
+                f"download.download, {connections} connection"
                 f"{'s' * (connections > 1)} capped at {DOWNLOAD_RATE / mb:.0f} MB/s each, {run['bytes'] / mb:.0f} MB "
                 f"({run['bytes'] / mb / run['seconds']:.0f} MB/s; "
                 f"{run['bytes'] / DOWNLOAD_RATE / connections:.2f} s at "
