@@ -21,14 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from poprok.analysis import BANDS, SHIPPED, Coarseness, pattern_id
-from poprok.analysis.onsets import (
-    band_flux,
-    band_power,
-    decimation,
-    downmix,
-    pattern_evidence,
-    step_strengths,
-)
+from poprok.analysis.onsets import onsets
 from poprok.splits import FOLD_SPLITS, key_fold
 from tests import render_corpus
 
@@ -114,13 +107,9 @@ METHODS = {
 
 
 def strengths_of(render) -> dict[str, dict[str, np.ndarray]]:
-    """Both kinds of per-step strengths of a render, as ``listen`` computes them."""
-    rate = render_corpus.SAMPLE_RATE / decimation(render_corpus.SAMPLE_RATE)
-    power = band_power(downmix(render.pcm, render_corpus.SAMPLE_RATE), rate)
-    return {
-        "flux": dict(zip(BANDS, step_strengths(band_flux(power, rate), render.bpm, render.num_bars, rate))),
-        "evidence": dict(zip(BANDS, step_strengths(pattern_evidence(power, rate), render.bpm, render.num_bars, rate))),
-    }
+    """Both kinds of per-step strengths of a render, as ``listen`` computes them: the dB flux and the evidence."""
+    flux, _, evidence = onsets(render.pcm, render.bpm, render.num_bars, render_corpus.SAMPLE_RATE)
+    return {"flux": dict(zip(BANDS, flux)), "evidence": dict(zip(BANDS, evidence))}
 
 
 def row(truth: list[str], ids: list[str]) -> dict:

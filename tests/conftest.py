@@ -23,8 +23,26 @@ from poprok.sample import archives as sample_archives  # noqa: E402
 REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
 
 
+MEASURED = pytest.StashKey[list[str]]()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_shared: needs ../shared (the real example previews); fails under CI")
+    config.stash[MEASURED] = []
+
+
+@pytest.fixture(scope="session")
+def measured(pytestconfig) -> list[str]:
+    """Lines a test appends what it measured to (AUCs, leak, group sizes, faults found): printed after the results,
+    so a run shows the numbers its assertions bound, not only that they held."""
+    return pytestconfig.stash[MEASURED]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if config.stash[MEASURED]:
+        terminalreporter.section("measured on renders of known truth and on the real previews")
+        for line in config.stash[MEASURED]:
+            terminalreporter.write_line(line)
 
 
 def pytest_runtest_setup(item):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import librosa
@@ -20,10 +22,13 @@ from hypothesis import strategies as st
 from poprok.analysis import (
     BANDS,
     OFF_GRID_FIT,
+    SHIPPED,
     ListenError,
     find_facts,
     listen,
+    pattern_id,
 )
+from poprok.analysis.onsets import onsets
 from poprok.splits import FOLD_SPLITS, key_fold
 
 REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
@@ -52,23 +57,38 @@ def corpus(kits):
     return renders, [listen(r.pcm, r.bpm, r.num_bars) for r in renders]
 
 
-def test_onset_strengths_rank_the_true_steps_first_in_every_band(corpus):
+@pytest.fixture(scope="session")
+def evidence(corpus):
+    """Each render's pattern evidence per band and step: what its id is cut from, to cut it other ways."""
+    renders, _ = corpus
+    return [dict(zip(BANDS, onsets(r.pcm, r.bpm, r.num_bars, rc.SAMPLE_RATE)[2])) for r in renders]
+
+
+def test_onset_strengths_rank_the_true_steps_first_in_every_band(corpus, measured):
     renders, listenings = corpus
+    medians = {}
     for band in BANDS:
         aucs = [
             rc.roc_auc(item.onsets[band], [s in r.truth[band] for s in range(r.num_bars * 16)])
             for r, item in zip(renders, listenings)
             if 0 < len(r.truth[band]) < r.num_bars * 16
         ]
-        assert np.median(aucs) >= 0.9, band
+        medians[band] = float(np.median(aucs))
+        measured.append(
+            f"onset ROC AUC, {band} band: median {medians[band]:.3f}, 10th percentile {np.percentile(aucs, 10):.3f} "
+            f"({len(aucs)} renders, {len(renders)} in the corpus)"
+        )
+    assert min(medians.values()) >= 0.9, medians
 
 
-def test_the_grid_fit_of_every_render_is_above_the_off_grid_threshold(corpus):
+def test_the_grid_fit_of_every_render_is_above_the_off_grid_threshold(corpus, measured):
     _, listenings = corpus
-    assert min(item.grid_fit for item in listenings) >= OFF_GRID_FIT
+    fits = [item.grid_fit for item in listenings]
+    measured.append(f"grid_fit of {len(fits)} renders: min {min(fits):.3f}, median {np.median(fits):.3f}")
+    assert min(fits) >= OFF_GRID_FIT
 
 
-def test_shipped_pattern_ids_halve_a_random_splits_leak_without_giant_groups(corpus):
+def test_shipped_pattern_ids_halve_a_random_splits_leak_without_giant_groups(corpus, measured):
     """The shipped point of benchmarks/pattern_curve.py on this corpus (its seed 0): expected leak 0.154, largest 15.
 
     The leak expected over the hash, as ``key_fold`` measures one draw of it (0.242 here) with 27 patterns.
@@ -78,9 +98,46 @@ def test_shipped_pattern_ids_halve_a_random_splits_leak_without_giant_groups(cor
     """
     renders, listenings = corpus
     truth, ids = [r.pattern for r in renders], [item.pattern for item in listenings]
-    _, largest = rc.leak_and_largest(truth, ids, _split)
-    assert rc.split_pairs(truth, ids) * BASELINE_LEAK <= BASELINE_LEAK / 2
+    leak, largest = rc.leak_and_largest(truth, ids, _split)
+    expected = rc.split_pairs(truth, ids) * BASELINE_LEAK
+    by_loop, _ = rc.leak_and_largest(truth, [r.name for r in renders], _split)  # what folds on the track are
+    keys, patterns = defaultdict(set), defaultdict(set)
+    for pattern, key in zip(truth, ids):
+        keys[pattern].add(key)
+        patterns[key].add(pattern)
+    sizes = sorted(Counter(Counter(ids).values()).items(), reverse=True)
+    measured += [
+        f"same-pattern pairs in different splits: folds on the loop {by_loop:.3f} (expected {BASELINE_LEAK:.2f}); "
+        f"folds on the shipped pattern id {leak:.3f} in this hash draw, {expected:.3f} expected over the hash",
+        f"pattern id groups: {len(set(ids))} ids for {len(keys)} true patterns; largest {largest} loops "
+        f"({largest / len(ids):.1%}; one true pattern is {LOOPS_PER_PATTERN}); sizes "
+        + ", ".join(f"{count} of {size}" for size, count in sizes),
+        f"ids per true pattern: {min(map(len, keys.values()))}-{np.mean([len(k) for k in keys.values()]):.1f}-"
+        f"{max(map(len, keys.values()))}; ids holding more than one true pattern: "
+        f"{sum(len(p) > 1 for p in patterns.values())}",
+    ]
+    assert expected <= BASELINE_LEAK / 2
     assert largest <= 3 * LOOPS_PER_PATTERN  # the renders of three true patterns at most
+
+
+def test_no_cut_tried_around_the_shipped_one_leaks_less_with_groups_as_small(corpus, evidence, measured):
+    """The leak / largest-group curve of the shipped key's cuts scaled finer and coarser: the shipped point is on
+    its lower edge (no scaled cut both leaks less and keeps its largest group as small)."""
+    renders, listenings = corpus
+    truth = [r.pattern for r in renders]
+    placed = [(e, item.pattern) for e, item in zip(evidence, listenings) if not item.pattern.startswith("unplaced-")]
+    assert len(placed) == len(renders) and all(pattern_id(e) == key for e, key in placed)  # the ids listen gave
+    curve = {}
+    for scale in (0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5):
+        cut = dataclasses.replace(SHIPPED, threshold=tuple(scale * t for t in SHIPPED.threshold))
+        ids = [pattern_id(e, cut) for e in evidence]
+        curve[scale] = (rc.split_pairs(truth, ids) * BASELINE_LEAK, max(Counter(ids).values()))
+    measured.append(
+        "leak expected / largest group, the shipped cuts scaled: "
+        + "; ".join(f"x{scale}: {leak:.3f} / {largest}" for scale, (leak, largest) in curve.items())
+    )
+    shipped_leak, shipped_largest = curve[1.0]
+    assert not [s for s, (leak, largest) in curve.items() if leak < shipped_leak and largest <= shipped_largest]
 
 
 def test_loudness_equals_pyloudnorm_within_a_tenth_of_a_lu(corpus):
@@ -98,9 +155,17 @@ def test_loudness_equals_pyloudnorm_at_other_rates(rate):
     assert listen(pcm, 120 * rate / 44100, 4, rate).loudness_lufs == pytest.approx(reference, abs=0.1)
 
 
-def test_every_injected_fault_is_found_under_its_kind(kits):
+def test_every_injected_fault_is_found_under_its_kind(kits, measured):
     loops, expected = rc.faulty_corpus(kits)
     facts = find_facts({name: listen(*loop) for name, loop in loops.items()})
+    measured.append(
+        f"injected faults among {len(loops)} loops, reported under their kind / injected: "
+        + ", ".join(
+            f"{kind} {len([n for n in names if n in facts[kind]])}/{len(names)}" for kind, names in expected.items()
+        )
+        + "; on good loops: "
+        + str(sum(n not in expected[kind] for kind in expected for n in facts[kind]))
+    )
     for kind, names in expected.items():
         assert facts[kind] == names, kind
     assert facts["patterns"]["largest"] == facts["patterns"]["sizes"][0] >= 2  # the duplicate pair at least
@@ -171,7 +236,7 @@ def test_bad_input_raises_listen_error(pcm, bpm, bars, message):
         listen(pcm, bpm, bars)
 
 
-def test_real_previews_sit_on_their_grid():
+def test_real_previews_sit_on_their_grid(measured):
     if not REAL_EXAMPLES.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"{REAL_EXAMPLES} is missing")
@@ -185,6 +250,10 @@ def test_real_previews_sit_on_their_grid():
         start = int(np.argmax(np.abs(pcm).max(axis=1) > 0.01 * 32768))
         assert 0.015 < start / rate < 0.04
         item = listen(pcm[start:], float(mp3.name.split("bpm")[0]), 8, rate)
+        measured.append(
+            f"real preview {mp3.name}: grid_fit {item.grid_fit:.3f} once its {start / rate * 1000:.0f} ms "
+            f"encoder delay is cut, pattern {item.pattern}, {item.loudness_lufs:.1f} LUFS"
+        )
         assert item.grid_fit >= OFF_GRID_FIT, mp3.name
         assert not item.pattern.startswith("unplaced-")
 
