@@ -431,7 +431,8 @@ class PopRok(datasets.GeneratorBasedBuilder):
         facts = survey.report(self._labels.key_map)["audio_facts"]
         if facts:
             kinds = ", ".join(
-                f"{len(facts[kind])} {kind.replace('_', ' ')}" for kind in ("clipped", "silent", "off_grid")
+                f"{len(facts[kind])} {kind.replace('_', ' ')}"
+                for kind in ("clipped", "silent", "off_grid", "unplaced")
             )
             patterns = facts["patterns"]
             logger.info(

@@ -289,11 +289,14 @@ def faulty_corpus(kits, seed: int = 1) -> tuple[dict[str, tuple[np.ndarray, floa
     late = render_loop(kit, hits_of("rock", 8, set(), False), 120, 8, rng, -6, room)
     shift = frame_at(1 / 8, 120, SAMPLE_RATE)  # a 32nd note
     loops["starts_late"] = (np.concatenate([np.zeros((shift, 2), np.int16), late[:-shift]]), 120.0, 8)
+    whole = render_loop(kit, hits_of("four_floor", 8, set(), False), 115, 8, rng, -6, room)
+    loops["cut_short"] = (whole[: round(len(whole) * 7.6 / 8)], 115.0, 8)  # named 8 bars, ends 0.4 bars early
     expected = {
         "duplicates": [["copy_of_original", "original"]],
         "clipped": ["clipped"],
         "silent": ["digital_silence", "near_silent"],
         "off_grid": ["starts_late", "wrong_tempo"],
+        "unplaced": ["cut_short", "digital_silence", "near_silent", "starts_late", "wrong_tempo"],
     }
     return loops, expected
 

@@ -136,6 +136,7 @@ def test_the_report_lists_each_fault_under_its_kind(faulty):
     assert facts["clipped"] == [CLIPPED]
     assert facts["silent"] == [SILENT]
     assert facts["off_grid"] == [WRONG_TEMPO]
+    assert facts["unplaced"] == sorted([SILENT, WRONG_TEMPO])
     patterns = [row["pattern"] for row in rows.values()]
     assert facts["patterns"]["count"] == len(set(patterns))
     assert facts["patterns"]["largest"] == max(patterns.count(p) for p in patterns) >= 2  # the duplicates'

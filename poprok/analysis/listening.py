@@ -11,7 +11,7 @@ import numpy as np
 from poprok.analysis.facts import CLIPPED_AT_LEAST, SILENT_LUFS, digest, frames_loudness, levels, loudness_steps
 from poprok.analysis.frames import read_frames
 from poprok.analysis.onsets import BANDS, OFF_GRID_FIT, decimation, frames_mono, mono_onsets
-from poprok.analysis.patterns import pattern_id, unplaced_id
+from poprok.analysis.patterns import UNPLACED, pattern_id, unplaced_id
 from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at
 
 
@@ -108,7 +108,9 @@ def listen(pcm: np.ndarray, bpm: float, num_bars: int, sample_rate: int = 44100)
 
 
 def find_facts(listenings: dict[str, Listening]) -> dict:
-    """What a report prints about many loops: duplicate groups, clipped, silent and off-grid names, pattern groups."""
+    """What a report prints about many loops: duplicate groups, clipped, silent and off-grid names, the names of those
+    the analysis could not place (each its own pattern group: silent, off its grid, or short of its bars), pattern
+    groups."""
     by_digest = defaultdict(list)
     for name, listening in listenings.items():
         by_digest[listening.digest].append(name)
@@ -124,6 +126,7 @@ def find_facts(listenings: dict[str, Listening]) -> dict:
             for name, item in listenings.items()
             if item.grid_fit < OFF_GRID_FIT and item.loudness_lufs is not None and item.loudness_lufs >= SILENT_LUFS
         ),
+        "unplaced": sorted(name for name, item in listenings.items() if item.pattern.startswith(UNPLACED)),
         "patterns": {"count": len(sizes), "sizes": sizes, "largest": sizes[0] if sizes else 0},
     }
     return facts

@@ -76,6 +76,9 @@ def pattern_id(strengths: dict[str, np.ndarray], coarseness: Coarseness = SHIPPE
     return "-".join(parts)
 
 
+UNPLACED = "unplaced-"  # the prefix of the ids of loops the analysis cannot place
+
+
 def unplaced_id(digest: str) -> str:
     """The id of a loop the analysis cannot place on a grid (silent, too short, off its grid): its own."""
-    return f"unplaced-{digest[:12]}"
+    return f"{UNPLACED}{digest[:12]}"

@@ -226,5 +226,6 @@ def audio_facts_text(facts: dict) -> list[str]:
         f"    clipped (>= {CLIPPED_AT_LEAST} samples at full scale): {names('clipped')}",
         f"    silent (below {SILENT_LUFS:g} LUFS, or no loudness at all): {names('silent')}",
         f"    off their grid (grid_fit < {OFF_GRID_FIT:g}): {names('off_grid')}",
+        f"    unplaced (silent, off their grid or short of their bars; each its own group): {names('unplaced')}",
         f"    pattern groups: {groups['count']}, largest {groups['largest']} loop(s); sizes: {spread or 'none'}",
     ]
