@@ -668,6 +668,7 @@ def main(argv=None) -> int:
         small, large = sample_folder(work_dir, n, args.seed), sample_folder(work_dir, n4, args.seed + 1)
         extracted, extracted4 = extracted_folder(small), extracted_folder(large)
 
+        os.sync()  # archives generated (or extracted) just now are written back before anything is timed
         log("floor: reading the WAV archives")
         floor, floor4 = (
             measure_floor(small / WAV_ARCHIVE, args.repeat),
@@ -679,6 +680,9 @@ def main(argv=None) -> int:
 
         def child(task, label, **params):
             log(f"{task}: {label}")
+            # What the steps before wrote (a 4N build: ~1 GB of Arrow) is flushed to disk first, untimed: else the
+            # kernel writes it back ~30 s later, during whichever step then runs
+            os.sync()
             return run_child(task, {"label": label, **params}, work_dir, profile_dir)
 
         downloads = measure_downloads(small / WAV_ARCHIVE, scratch / "downloads", child)
@@ -714,21 +718,20 @@ def main(argv=None) -> int:
             "decode", "decode-N", out_dir=str(scratch / "export-N"), cache_dir=str(scratch / "decode-cache"), loops=n
         )
         build4 = child("build", "build-4N", data_dir=str(large), cache_dir=str(scratch / "cache-4N"), loops=n4)
-        # The first row comes after ~0.5 s, so a run's noise is a large share of it: the median of --repeat children
-        stream, stream4 = (
-            median_run(
-                [
+        # The first row comes after ~0.5 s, so a run's noise is a large share of it: the median of --repeat children,
+        # N and 4N taking turns (N, 4N, N, 4N, ...), so a slow spell of the machine weighs on both alike
+        streams = {"N": [], "4N": []}
+        for run in range(1, args.repeat + 1):
+            for size, folder in (("N", small), ("4N", large)):
+                streams[size].append(
                     child(
                         "stream",
                         f"stream-{size}-{run}",
                         folder=str(folder),
                         cache_dir=str(scratch / f"sc-{size}-{run}"),
                     )
-                    for run in range(1, args.repeat + 1)
-                ]
-            )
-            for size, folder in (("N", small), ("4N", large))
-        )
+                )
+        stream, stream4 = median_run(streams["N"]), median_run(streams["4N"])
         procs = {
             (size, num_proc): child(
                 "build",
