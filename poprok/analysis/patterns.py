@@ -45,7 +45,7 @@ def _without_kick_bleed(strengths: dict[str, np.ndarray], low_threshold: float, 
     low, mid = (np.asarray(strengths[band], np.float64) for band in ("low", "mid"))
     if low.max() <= 0:
         return strengths
-    on = low >= low_threshold * low.max()
+    on = (low > 0) & (low >= low_threshold * low.max())
     rest = np.maximum(mid - np.quantile(mid[on] / low[on], quantile) * low, 0)
     return {**strengths, "mid": rest / rest.max() if rest.max() > 0 else rest}
 
