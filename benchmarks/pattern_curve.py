@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from poprok.analysis import BANDS, SHIPPED, Coarseness, pattern_id
 from poprok.analysis.onsets import onsets
-from poprok.splits import FOLD_SPLITS, key_fold
 from tests import render_corpus
 
 LOOPS_PER_PATTERN = 6
-BASELINE_LEAK = 1 - (0.8**2 + 0.1**2 + 0.1**2)  # two different keys land in different splits: 0.34
 RISE = (0.45, 0.5, 0.3)  # low, mid, high cuts of the linear-rise rows
 
 
@@ -114,20 +111,11 @@ def strengths_of(render) -> dict[str, dict[str, np.ndarray]]:
 
 def row(truth: list[str], ids: list[str]) -> dict:
     """Leak, largest group and ids per true pattern of one way of cutting ids."""
-    leak, largest = render_corpus.leak_and_largest(truth, ids, lambda key: FOLD_SPLITS[key_fold(key)])
-    ids_of, patterns_of = defaultdict(set), defaultdict(set)
-    for pattern, key in zip(truth, ids):
-        ids_of[pattern].add(key)
-        patterns_of[key].add(pattern)
-    counts = [len(keys) for keys in ids_of.values()]
+    report = render_corpus.key_report(truth, ids)
     return {
-        "leak": leak,
-        "expected_leak": render_corpus.split_pairs(truth, ids) * BASELINE_LEAK,
-        "largest": largest,
-        "largest_share": largest / len(ids),
-        "largest_groups": largest / LOOPS_PER_PATTERN,
-        "ids_per_pattern": (min(counts), float(np.mean(counts)), max(counts)),
-        "merged_ids": sum(len(patterns) > 1 for patterns in patterns_of.values()),
+        **report,
+        "largest_share": report["largest"] / len(ids),
+        "largest_groups": report["largest"] / LOOPS_PER_PATTERN,
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import scipy.signal
 import soundfile as sf
 
 from poprok.grid import STEPS_PER_BAR, STEPS_PER_BEAT, frame_at
+from poprok.splits import FOLD_SPLITS, NUM_FOLDS, SPLIT_FOLDS, key_fold
 
 SAMPLE_RATE = 44100
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -321,6 +322,29 @@ def leak_and_largest(true_patterns: list[str], ids: list[str], split_of) -> tupl
 def split_pairs(true_patterns: list[str], ids: list[str]) -> float:
     """The share of same-true-pattern pairs with different ids: times 0.34, the leak expected over the fold hash."""
     return _share_of_pairs_differing(true_patterns, ids)
+
+
+# The chance that two different keys land in different splits when the folds hash them (so a random split by
+# loop leaks this share of same-pattern pairs): 1 - (0.8^2 + 0.1^2 + 0.1^2) = 0.34
+BASELINE_LEAK = 1 - sum((len(folds) / NUM_FOLDS) ** 2 for folds in SPLIT_FOLDS.values())
+
+
+def key_report(true_patterns: list[str], ids: list[str]) -> dict:
+    """How ``ids`` group the true patterns: the leak if the folds hashed them (one hash draw, and expected over the
+    hash), the largest group, ids per true pattern (min, mean, max) and ids holding more than one true pattern."""
+    leak, largest = leak_and_largest(true_patterns, ids, lambda key: FOLD_SPLITS[key_fold(key)])
+    ids_of, patterns_of = defaultdict(set), defaultdict(set)
+    for pattern, key in zip(true_patterns, ids):
+        ids_of[pattern].add(key)
+        patterns_of[key].add(pattern)
+    counts = [len(keys) for keys in ids_of.values()]
+    return {
+        "leak": leak,
+        "expected_leak": split_pairs(true_patterns, ids) * BASELINE_LEAK,
+        "largest": largest,
+        "ids_per_pattern": (min(counts), float(np.mean(counts)), max(counts)),
+        "merged_ids": sum(len(patterns) > 1 for patterns in patterns_of.values()),
+    }
 
 
 def roc_auc(scores, labels) -> float:

@@ -8,7 +8,7 @@ import math
 import os
 import subprocess
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import librosa
@@ -29,15 +29,9 @@ from poprok.analysis import (
     pattern_id,
 )
 from poprok.analysis.onsets import onsets
-from poprok.splits import FOLD_SPLITS, key_fold
 
 REAL_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "real-examples"
 LOOPS_PER_PATTERN = 6  # of each of the corpus's 27 patterns: 162 loops, one true group is 3.7 % of them
-BASELINE_LEAK = 1 - (0.8**2 + 0.1**2 + 0.1**2)  # a random split by loop: 0.34
-
-
-def _split(pattern: str) -> str:
-    return FOLD_SPLITS[key_fold(pattern)]  # the folds a pattern key would give
 
 
 @pytest.fixture(scope="session")
@@ -98,25 +92,21 @@ def test_shipped_pattern_ids_halve_a_random_splits_leak_without_giant_groups(cor
     """
     renders, listenings = corpus
     truth, ids = [r.pattern for r in renders], [item.pattern for item in listenings]
-    leak, largest = rc.leak_and_largest(truth, ids, _split)
-    expected = rc.split_pairs(truth, ids) * BASELINE_LEAK
-    by_loop, _ = rc.leak_and_largest(truth, [r.name for r in renders], _split)  # what folds on the track are
-    keys, patterns = defaultdict(set), defaultdict(set)
-    for pattern, key in zip(truth, ids):
-        keys[pattern].add(key)
-        patterns[key].add(pattern)
+    report = rc.key_report(truth, ids)
+    expected, largest, (fewest, mean, most) = report["expected_leak"], report["largest"], report["ids_per_pattern"]
+    by_loop = rc.key_report(truth, [r.name for r in renders])["leak"]  # what folds on the track are
     sizes = sorted(Counter(Counter(ids).values()).items(), reverse=True)
     measured += [
-        f"same-pattern pairs in different splits: folds on the loop {by_loop:.3f} (expected {BASELINE_LEAK:.2f}); "
-        f"folds on the shipped pattern id {leak:.3f} in this hash draw, {expected:.3f} expected over the hash",
-        f"pattern id groups: {len(set(ids))} ids for {len(keys)} true patterns; largest {largest} loops "
+        f"same-pattern pairs in different splits: folds on the loop {by_loop:.3f} (expected {rc.BASELINE_LEAK:.2f}); "
+        f"folds on the shipped pattern id {report['leak']:.3f} in this hash draw, {expected:.3f} expected over "
+        "the hash",
+        f"pattern id groups: {len(set(ids))} ids for {len(set(truth))} true patterns; largest {largest} loops "
         f"({largest / len(ids):.1%}; one true pattern is {LOOPS_PER_PATTERN}); sizes "
         + ", ".join(f"{count} of {size}" for size, count in sizes),
-        f"ids per true pattern: {min(map(len, keys.values()))}-{np.mean([len(k) for k in keys.values()]):.1f}-"
-        f"{max(map(len, keys.values()))}; ids holding more than one true pattern: "
-        f"{sum(len(p) > 1 for p in patterns.values())}",
+        f"ids per true pattern: {fewest}-{mean:.1f}-{most}; ids holding more than one true pattern: "
+        f"{report['merged_ids']}",
     ]
-    assert expected <= BASELINE_LEAK / 2
+    assert expected <= rc.BASELINE_LEAK / 2
     assert largest <= 3 * LOOPS_PER_PATTERN  # the renders of three true patterns at most
 
 
@@ -131,7 +121,8 @@ def test_no_cut_tried_around_the_shipped_one_leaks_less_with_groups_as_small(cor
     for scale in (0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5):
         cut = dataclasses.replace(SHIPPED, threshold=tuple(scale * t for t in SHIPPED.threshold))
         ids = [pattern_id(e, cut) for e in evidence]
-        curve[scale] = (rc.split_pairs(truth, ids) * BASELINE_LEAK, max(Counter(ids).values()))
+        report = rc.key_report(truth, ids)
+        curve[scale] = (report["expected_leak"], report["largest"])
     measured.append(
         "leak expected / largest group, the shipped cuts scaled: "
         + "; ".join(f"x{scale}: {leak:.3f} / {largest}" for scale, (leak, largest) in curve.items())
