@@ -91,7 +91,7 @@ def band_power(mono: np.ndarray, rate: float) -> np.ndarray:
     power = np.empty((len(frames), matrix.shape[1]), np.float32)
     windowed = np.empty((min(CHUNK_HOPS, len(frames)), N_FFT), np.float32)
     for start in range(0, len(frames), CHUNK_HOPS):
-        part = windowed[: len(frames[start : start + CHUNK_HOPS])]
+        part = windowed[: min(CHUNK_HOPS, len(frames) - start)]
         np.multiply(frames[start : start + len(part)], _window(), out=part)
         spectrum = scipy.fft.rfft(part, axis=-1, workers=1).view(np.float32)
         np.matmul(np.square(spectrum, out=spectrum), matrix, out=power[start : start + len(part)])
